@@ -13,6 +13,9 @@ import (
 type PINSource struct {
 	File string `yaml:"file"`
 	Env  string `yaml:"env"`
+	// Ask, when set, is called for the PIN: an interactive prompt without echo
+	// (the ceremony's). It cannot come from configuration.
+	Ask func() (string, error) `yaml:"-"`
 }
 
 // ParsePINSource reads the RFC 7512 pin-source forms Anvil accepts:
@@ -32,7 +35,7 @@ func ParsePINSource(s string) (PINSource, error) {
 }
 
 // IsZero reports whether no source is set.
-func (p PINSource) IsZero() bool { return p.File == "" && p.Env == "" }
+func (p PINSource) IsZero() bool { return p.File == "" && p.Env == "" && p.Ask == nil }
 
 // String names the source, never the PIN.
 func (p PINSource) String() string {
@@ -41,6 +44,8 @@ func (p PINSource) String() string {
 		return "file:" + p.File
 	case p.Env != "":
 		return "env:" + p.Env
+	case p.Ask != nil:
+		return "prompt"
 	}
 	return "(none)"
 }
@@ -48,8 +53,8 @@ func (p PINSource) String() string {
 // Read returns the PIN. A file's trailing newline is dropped. A PIN file that
 // others can read is refused: a CA's PIN must not be world-readable.
 func (p PINSource) Read() (string, error) {
-	if p.File != "" && p.Env != "" {
-		return "", errors.New("pin: set either file or env, not both")
+	if (p.File != "" && p.Env != "") || (p.Ask != nil && (p.File != "" || p.Env != "")) {
+		return "", errors.New("pin: set exactly one of file, env and prompt")
 	}
 	var pin string
 	switch {
@@ -70,6 +75,12 @@ func (p PINSource) Read() (string, error) {
 		v, ok := os.LookupEnv(p.Env)
 		if !ok {
 			return "", fmt.Errorf("pin: environment variable %s is not set", p.Env)
+		}
+		pin = v
+	case p.Ask != nil:
+		v, err := p.Ask()
+		if err != nil {
+			return "", fmt.Errorf("pin prompt: %w", err)
 		}
 		pin = v
 	default:

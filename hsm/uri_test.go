@@ -87,7 +87,7 @@ func TestPINSource(t *testing.T) {
 		"file:/a": {File: "/a"}, "file:///a": {File: "/a"}, "/a": {File: "/a"}, "env:X": {Env: "X"},
 	} {
 		got, err := hsm.ParsePINSource(in)
-		if err != nil || got != want {
+		if err != nil || got.File != want.File || got.Env != want.Env {
 			t.Errorf("ParsePINSource(%q) = %+v, %v", in, got, err)
 		}
 	}

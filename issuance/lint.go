@@ -35,7 +35,14 @@ type linter struct {
 	ignored   []string
 }
 
-func newLinter(ignored []string) (*linter, error) {
+func newLinter(ignored []string) (*linter, error) { return newLinterConfig(ignored, "") }
+
+// caCRLLintConfig tells zlint that a CRL covers CA certificates, whose
+// nextUpdate may be 12 months out rather than 10 days.
+const caCRLLintConfig = "[e_crl_next_update_invalid]\nSubscriberCRL = false\n"
+
+// newLinterConfig is newLinter with a zlint TOML configuration.
+func newLinterConfig(ignored []string, toml string) (*linter, error) {
 	exclude := slices.Clone(ignored)
 	for name := range neverApplicable {
 		if !slices.Contains(exclude, name) {
@@ -45,6 +52,13 @@ func newLinter(ignored []string) (*linter, error) {
 	reg, err := lint.GlobalRegistry().Filter(lint.FilterOptions{ExcludeNames: exclude})
 	if err != nil {
 		return nil, fmt.Errorf("zlint: %w", err)
+	}
+	if toml != "" {
+		cfg, err := lint.NewConfigFromString(toml)
+		if err != nil {
+			return nil, fmt.Errorf("zlint configuration: %w", err)
+		}
+		reg.SetConfiguration(cfg)
 	}
 	return &linter{
 		registry:  reg,
@@ -57,10 +71,19 @@ func newLinter(ignored []string) (*linter, error) {
 
 // check lints a DER certificate and returns ErrLint naming every error- or
 // fatal-level result.
-func (l *linter) check(der []byte) error {
+func (l *linter) check(der []byte) error { return l.checkAs(der, false) }
+
+// checkAs lints der; selfSigned says the certificate will be self-signed. zlint
+// decides whether a certificate is a root by verifying its signature with its
+// own key, which a lint certificate signed by a throwaway key never passes, so a
+// root-to-be would be linted as a subordinate CA without this.
+func (l *linter) checkAs(der []byte, selfSigned bool) error {
 	c, err := zx509.ParseCertificate(der)
 	if err != nil {
 		return fmt.Errorf("%w: zlint cannot parse the certificate: %v", ErrLint, err)
+	}
+	if selfSigned {
+		c.SelfSigned = true
 	}
 	var failed []string
 	for _, lt := range l.certLints {
