@@ -31,12 +31,12 @@ func TestDecodeStrict(t *testing.T) {
 		t.Fatalf("validity %v", f.Section.Validity)
 	}
 	for doc, want := range map[string]string{
-		"section:\n  name: a\n  colour: red\n":     `line 3: unknown key "colour"`,
-		"section:\n  name: a\n  name: b\n":         `line 3: mapping key "name" already defined at line 2`,
-		"section:\n  validity: 1d\n":               "section.name: is required",
+		"section:\n  name: a\n  colour: red\n":    `line 3: unknown key "colour"`,
+		"section:\n  name: a\n  name: b\n":        `line 3: mapping key "name" already defined at line 2`,
+		"section:\n  validity: 1d\n":              "section.name: is required",
 		"section:\n  name: a\n  validity: soon\n": "line 3: duration",
-		"":                                         "empty",
-		"section:\n  name: a\n---\nx: 1\n":         "more than one YAML document",
+		"":                                 "empty",
+		"section:\n  name: a\n---\nx: 1\n": "more than one YAML document",
 	} {
 		var f file
 		err := Decode([]byte(doc), &f)
