@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/internal/records"
+)
+
+// An authorization is read with its challenges in one statement: the
+// authorization's columns joined with each challenge's, in position order.
+// An authorization without challenges comes as one row of NULL challenge
+// columns.
+const authzJoin = `SELECT a.id, a.account_id, a.ident_type, a.ident_value, a.wildcard, a.status, a.expires, a.created_at, a.updated_at,
+	c.id, c.type, c.token, c.status, c.validated, c.error, c.attempts, c.next_attempt, c.lease_until, c.updated_at
+	FROM authz a LEFT JOIN challenges c ON c.authz_id = a.id`
+
+const authzCols = `id, account_id, ident_type, ident_value, wildcard, status, expires, created_at, updated_at`
+
+// readAuthorizations runs a query built on authzJoin, whose CTE "authz" selects
+// the authorizations, and returns them by ID and in the order read.
+func (s *Store) readAuthorizations(ctx context.Context, query string, args ...any) (map[string]*storage.Authorization, []string, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	byID := map[string]*storage.Authorization{}
+	var order []string
+	for rows.Next() {
+		var a storage.Authorization
+		var cID, cType, cToken, cStatus *string
+		var cValidated, cNext, cLease, cUpdated *time.Time
+		var cAttempts *int32
+		var cError []byte
+		if err := rows.Scan(&a.ID, &a.AccountID, &a.Identifier.Type, &a.Identifier.Value, &a.Wildcard, &a.Status,
+			&a.Expires, &a.CreatedAt, &a.UpdatedAt,
+			&cID, &cType, &cToken, &cStatus, &cValidated, &cError, &cAttempts, &cNext, &cLease, &cUpdated); err != nil {
+			return nil, nil, err
+		}
+		cur, ok := byID[a.ID]
+		if !ok {
+			a.Expires, a.CreatedAt, a.UpdatedAt = fromTS(a.Expires), fromTS(a.CreatedAt), fromTS(a.UpdatedAt)
+			cur = &a
+			byID[a.ID] = cur
+			order = append(order, a.ID)
+		}
+		if cID != nil {
+			cur.Challenges = append(cur.Challenges, &storage.Challenge{
+				ID: *cID, AuthzID: cur.ID, Type: *cType, Token: *cToken, Status: *cStatus,
+				Validated: fromOptTS(cValidated), Error: records.NilIfEmpty(cError), Attempts: int(*cAttempts),
+				NextAttempt: fromTS(*cNext), LeaseUntil: fromTS(*cLease), UpdatedAt: fromTS(*cUpdated),
+			})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	return byID, order, nil
+}
+
+// GetAuthorization reads an authorization with its challenges.
+func (s *Store) GetAuthorization(ctx context.Context, id string) (*storage.Authorization, error) {
+	byID, _, err := s.readAuthorizations(ctx,
+		`WITH authz AS (SELECT `+authzCols+` FROM authorizations WHERE id = $1) `+authzJoin+` ORDER BY c.position`, id)
+	if err != nil {
+		return nil, fmt.Errorf("read authorization %q: %w", id, err)
+	}
+	a, ok := byID[id]
+	if !ok {
+		return nil, records.NotFound("authorization", id)
+	}
+	return a, nil
+}
+
+// GetAuthorizations reads several authorizations in one statement and returns
+// them in the order of ids.
+func (s *Store) GetAuthorizations(ctx context.Context, ids []string) ([]*storage.Authorization, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	byID, _, err := s.readAuthorizations(ctx,
+		`WITH authz AS (SELECT `+authzCols+` FROM authorizations WHERE id = ANY($1)) `+authzJoin+` ORDER BY a.id, c.position`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read authorizations: %w", err)
+	}
+	out := make([]*storage.Authorization, len(ids))
+	for i, id := range ids {
+		a, ok := byID[id]
+		if !ok {
+			return nil, records.NotFound("authorization", id)
+		}
+		out[i] = a
+	}
+	return out, nil
+}
+
+// FindValidAuthorization picks the latest-expiring valid authorization in the
+// CTE and reads it with its challenges, in one statement.
+func (s *Store) FindValidAuthorization(ctx context.Context, accountID string, ident storage.Identifier, wildcard bool, validUntil time.Time) (*storage.Authorization, error) {
+	byID, order, err := s.readAuthorizations(ctx, `WITH authz AS (SELECT `+authzCols+` FROM authorizations
+		WHERE account_id = $1 AND ident_value = $2 AND ident_type = $3 AND wildcard = $4 AND status = 'valid' AND expires > $5
+		ORDER BY expires DESC, id DESC LIMIT 1) `+authzJoin+` ORDER BY c.position`,
+		accountID, ident.Value, ident.Type, wildcard, ts(validUntil))
+	if err != nil {
+		return nil, fmt.Errorf("find authorization for %s:%s: %w", ident.Type, ident.Value, err)
+	}
+	if len(order) == 0 {
+		return nil, fmt.Errorf("valid authorization of %q for %s:%s: %w", accountID, ident.Type, ident.Value, storage.ErrNotFound)
+	}
+	return byID[order[0]], nil
+}
+
+// UpdateAuthorization writes Status, Expires and UpdatedAt if the status is
+// still fromStatus.
+func (s *Store) UpdateAuthorization(ctx context.Context, a *storage.Authorization, fromStatus string) error {
+	return s.conditional(ctx, "authorization", a.ID, `SELECT 1 FROM authorizations WHERE id = $1`,
+		`UPDATE authorizations SET status = $1, expires = $2, updated_at = $3 WHERE id = $4 AND status = $5`,
+		a.Status, ts(a.Expires), records.Stamp(a.UpdatedAt), a.ID, fromStatus)
+}
+
+// CountFailedAuthorizations counts authorizations for ident that became
+// invalid at or after since: an invalid authorization's updated_at is when
+// it failed.
+func (s *Store) CountFailedAuthorizations(ctx context.Context, ident storage.Identifier, since time.Time) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM authorizations
+		WHERE status = 'invalid' AND ident_value = $1 AND ident_type = $2 AND updated_at >= $3`,
+		ident.Value, ident.Type, ts(since)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count failed authorizations for %s:%s: %w", ident.Type, ident.Value, err)
+	}
+	return n, nil
+}
+
+// queueAuthorization queues the inserts of a prepared authorization and its
+// challenges.
+func queueAuthorization(b *pgx.Batch, a *storage.Authorization) {
+	b.Queue(`INSERT INTO authorizations (`+authzCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		a.ID, a.AccountID, a.Identifier.Type, a.Identifier.Value, a.Wildcard, a.Status,
+		ts(a.Expires), ts(a.CreatedAt), ts(a.UpdatedAt))
+	for i, c := range a.Challenges {
+		b.Queue(`INSERT INTO challenges (id, authz_id, position, type, token, status, validated, error,
+			attempts, next_attempt, lease_until, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			c.ID, a.ID, i, c.Type, c.Token, c.Status, optTS(c.Validated), bytea(c.Error),
+			c.Attempts, ts(c.NextAttempt), ts(c.LeaseUntil), ts(c.UpdatedAt))
+	}
+}

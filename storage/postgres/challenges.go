@@ -1,0 +1,76 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/internal/records"
+)
+
+const challengeCols = `id, authz_id, type, token, status, validated, error, attempts, next_attempt, lease_until, updated_at`
+
+func scanChallenge(row scanner) (*storage.Challenge, error) {
+	var c storage.Challenge
+	var validated *time.Time
+	var attempts int32
+	if err := row.Scan(&c.ID, &c.AuthzID, &c.Type, &c.Token, &c.Status, &validated, &c.Error, &attempts,
+		&c.NextAttempt, &c.LeaseUntil, &c.UpdatedAt); err != nil {
+		return nil, err
+	}
+	c.Attempts = int(attempts)
+	c.Error = records.NilIfEmpty(c.Error)
+	c.Validated = fromOptTS(validated)
+	c.NextAttempt, c.LeaseUntil, c.UpdatedAt = fromTS(c.NextAttempt), fromTS(c.LeaseUntil), fromTS(c.UpdatedAt)
+	return &c, nil
+}
+
+// GetChallenge reads a challenge by ID.
+func (s *Store) GetChallenge(ctx context.Context, id string) (*storage.Challenge, error) {
+	c, err := scanChallenge(s.pool.QueryRow(ctx, `SELECT `+challengeCols+` FROM challenges WHERE id = $1`, id))
+	if err != nil {
+		return nil, notFound(err, "challenge", id)
+	}
+	return c, nil
+}
+
+// UpdateChallenge writes the mutable fields of c if its status is still
+// fromStatus.
+func (s *Store) UpdateChallenge(ctx context.Context, c *storage.Challenge, fromStatus string) error {
+	return s.conditional(ctx, "challenge", c.ID, `SELECT 1 FROM challenges WHERE id = $1`,
+		`UPDATE challenges SET status = $1, validated = $2, error = $3, attempts = $4, next_attempt = $5, lease_until = $6,
+		updated_at = $7 WHERE id = $8 AND status = $9`,
+		c.Status, optTS(c.Validated), bytea(c.Error), c.Attempts, ts(c.NextAttempt), ts(c.LeaseUntil),
+		records.Stamp(c.UpdatedAt), c.ID, fromStatus)
+}
+
+// ClaimChallenges leases due validations. SKIP LOCKED passes over rows
+// another node is claiming; a row it claimed meanwhile fails the re-checked
+// lease condition. Either way no row goes to two nodes within a lease.
+func (s *Store) ClaimChallenges(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*storage.Challenge, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `UPDATE challenges SET lease_until = $1
+		WHERE id IN (SELECT id FROM challenges WHERE status = 'processing' AND next_attempt <= $2 AND lease_until < $2
+			ORDER BY next_attempt LIMIT $3 FOR UPDATE SKIP LOCKED)
+		RETURNING `+challengeCols,
+		ts(now.Add(lease)), ts(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim challenges: %w", err)
+	}
+	defer rows.Close()
+	var cs []*storage.Challenge
+	for rows.Next() {
+		c, err := scanChallenge(rows)
+		if err != nil {
+			return nil, fmt.Errorf("claim challenges: %w", err)
+		}
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim challenges: %w", err)
+	}
+	return cs, nil
+}

@@ -1,0 +1,48 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/anvil-pki/anvil/storage/internal/records"
+)
+
+// scanner is a pgx.Row or pgx.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// conditional runs a conditional write (an UPDATE whose WHERE checks the
+// expected state) and, if it changed no row, says why: the row is missing
+// (storage.ErrNotFound) or no longer as expected (storage.ErrConflict). Under
+// READ COMMITTED a concurrent writer of the same row makes this statement
+// wait and then re-check its WHERE against the committed row, so of many
+// racers exactly one sees the expected state. The follow-up check runs only
+// after a lost race, off the hot path.
+func (s *Store) conditional(ctx context.Context, what, key, exists, query string, args ...any) error {
+	tag, err := s.pool.Exec(ctx, query, args...)
+	if err != nil {
+		return mapErr(err, fmt.Sprintf("update %s %q", what, key))
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var one int
+	if err := s.pool.QueryRow(ctx, exists, key).Scan(&one); err != nil {
+		return notFound(err, what, key)
+	}
+	return records.Conflict("%s %q is not in the expected state", what, key)
+}
+
+// insertOnce runs an INSERT … ON CONFLICT DO NOTHING and reports a row that
+// was not inserted as storage.ErrConflict. Lost races are routine (replayed
+// nonces, a key registered twice), so they are not logged by the server as
+// errors, as a failed unique constraint would be.
+func (s *Store) insertOnce(ctx context.Context, what, query string, args ...any) error {
+	tag, err := s.pool.Exec(ctx, query, args...)
+	if err != nil {
+		return mapErr(err, what)
+	}
+	if tag.RowsAffected() == 0 {
+		return records.Conflict("%s: it exists already", what)
+	}
+	return nil
+}

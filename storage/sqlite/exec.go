@@ -1,0 +1,44 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/anvil-pki/anvil/storage/internal/records"
+)
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// notFound turns sql.ErrNoRows into storage.ErrNotFound naming the record.
+func notFound(err error, what, key string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return records.NotFound(what, key)
+	}
+	return fmt.Errorf("read %s %q: %w", what, key, err)
+}
+
+// conditional runs a conditional write (an UPDATE whose WHERE checks the
+// expected state) and, if it changed no row, says why: the row is missing
+// (storage.ErrNotFound) or is no longer as expected (storage.ErrConflict).
+// The check runs only after a lost race, off the hot path.
+func (s *Store) conditional(ctx context.Context, what, key, exists, query string, args ...any) error {
+	res, err := s.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return mapErr(err, fmt.Sprintf("update %s %q", what, key))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("update %s %q: %w", what, key, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	var one int
+	if err := s.r.QueryRowContext(ctx, exists, key).Scan(&one); err != nil {
+		return notFound(err, what, key)
+	}
+	return records.Conflict("%s %q is not in the expected state", what, key)
+}

@@ -1,0 +1,123 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+
+	// The driver registers itself as "sqlite3".
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/anvil-pki/anvil/storage"
+)
+
+// Store is a storage.Store in one SQLite file.
+type Store struct {
+	// w is the single writer connection: SQLite admits one writer at a time,
+	// and queueing for it in database/sql is cheaper than busy-waiting in SQLite.
+	w *sql.DB
+	// r is the reader pool. In WAL mode readers see the last commit and
+	// neither wait for nor block the writer.
+	r *sql.DB
+	// deleteBatch bounds the rows one DeleteExpired transaction removes, so
+	// that a large cleanup never holds the write lock for long.
+	deleteBatch int
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// busyTimeoutMS is how long a connection waits for another process's lock
+// before SQLITE_BUSY. Within this process writers never contend (one
+// connection); this covers `anvil admin` commands run beside a server.
+const busyTimeoutMS = 10000
+
+// Open opens (creating if need be) the SQLite database at path and brings its
+// schema up to date.
+func Open(path string) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || path == ":memory:" {
+		return nil, fmt.Errorf("sqlite: %q is not a plain file path", path)
+	}
+	common := url.Values{
+		"_busy_timeout":    {fmt.Sprint(busyTimeoutMS)},
+		"_foreign_keys":    {"on"},
+		"_synchronous":     {"NORMAL"},
+		"_stmt_cache_size": {"64"},
+	}
+
+	wq := cloneValues(common)
+	// BEGIN IMMEDIATE takes the write lock at the start, so a transaction
+	// never fails half-way on upgrading a read lock to a write lock.
+	wq.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite3", path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+
+	// Set up the file before the readers open, so they find WAL mode and the
+	// schema.
+	ctx := context.Background()
+	if err := setWAL(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
+	}
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
+	}
+
+	rq := cloneValues(common)
+	rq.Set("_query_only", "on")
+	r, err := sql.Open("sqlite3", path+"?"+rq.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
+	}
+	readers := max(4, 2*runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	r.SetConnMaxLifetime(0)
+	r.SetConnMaxIdleTime(0)
+	if err := r.Ping(); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
+	}
+	return &Store{w: w, r: r, deleteBatch: 1000}, nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+func cloneValues(v url.Values) url.Values {
+	c := url.Values{}
+	for k, vs := range v {
+		c[k] = append([]string(nil), vs...)
+	}
+	return c
+}
+
+// inTx runs f in a write transaction, committing if f returns nil.
+func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
