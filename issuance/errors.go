@@ -27,4 +27,7 @@ var (
 	ErrSignature = errors.New("HSM signature check failed")
 	// ErrAlreadySigned: a Prepared issuance was signed before.
 	ErrAlreadySigned = errors.New("prepared issuance already used")
+	// ErrSignerUnavailable: the HSM (or a remote signer) is down or busy; nothing
+	// was signed and the request may be retried.
+	ErrSignerUnavailable = errors.New("signer unavailable")
 )

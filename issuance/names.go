@@ -9,9 +9,10 @@ import (
 
 // NormalizeDNSName returns the canonical form of a requested DNS name (lower
 // case) or says why it is refused: only letters, digits and hyphens, labels of
-// 1 to 63 characters that neither start nor end with a hyphen, at least two
-// labels, at most 253 characters, no trailing dot, a wildcard only as the whole
-// leftmost label, and no IP address written as a name.
+// 1 to 63 characters that neither start nor end with a hyphen, at most 253
+// characters, no trailing dot, a wildcard only as the whole leftmost label of a
+// name of three labels or more, and no IP address written as a name. Whether a
+// single-label name such as "localhost" may be certified is policy's call.
 func NormalizeDNSName(name string) (string, error) {
 	n := strings.ToLower(name)
 	if n == "" {
@@ -27,9 +28,6 @@ func NormalizeDNSName(name string) (string, error) {
 		return "", fmt.Errorf("%w: %q is an IP address, not a DNS name", ErrRejectedName, name)
 	}
 	labels := strings.Split(n, ".")
-	if len(labels) < 2 {
-		return "", fmt.Errorf("%w: %q has a single label", ErrRejectedName, name)
-	}
 	for i, l := range labels {
 		if l == "*" {
 			if i != 0 {

@@ -17,6 +17,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/anvil-pki/anvil/hsm"
 )
 
 // Request asks for one certificate. DNSNames and IPAddresses are what the
@@ -232,6 +234,9 @@ func (p *Prepared) Sign(ctx context.Context) (*Issued, error) {
 	}
 	der, err := signLinted(ctx, p.issuer.signer, p.issuer.hash, p.lintDER)
 	if err != nil {
+		if errors.Is(err, hsm.ErrUnavailable) || errors.Is(err, hsm.ErrBusy) {
+			return nil, fmt.Errorf("%w: sign serial %x with issuer %s: %w", ErrSignerUnavailable, p.serial, p.issuer.name, err)
+		}
 		return nil, fmt.Errorf("issuance: sign serial %x with issuer %s: %w", p.serial, p.issuer.name, err)
 	}
 	cert, err := x509.ParseCertificate(der)
@@ -341,4 +346,14 @@ func ipStrings(ips []net.IP) []string {
 		out[i] = ip.String()
 	}
 	return out
+}
+
+// Chain returns the DER certificates served after a leaf from the named issuer.
+func (s *Service) Chain(issuer string) ([][]byte, bool) {
+	for _, iss := range s.issuers {
+		if iss.name == issuer {
+			return iss.chain, true
+		}
+	}
+	return nil, false
 }
