@@ -1,0 +1,230 @@
+package acme
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/policy"
+	"github.com/anvil-pki/anvil/storage"
+)
+
+// Identifier is an ACME identifier.
+type Identifier = storage.Identifier
+
+// Challenge types.
+const (
+	HTTP01    = "http-01"
+	DNS01     = "dns-01"
+	TLSALPN01 = "tls-alpn-01"
+)
+
+// Statuses of RFC 8555 7.1.6.
+const (
+	StatusPending     = "pending"
+	StatusReady       = "ready"
+	StatusProcessing  = "processing"
+	StatusValid       = "valid"
+	StatusInvalid     = "invalid"
+	StatusDeactivated = "deactivated"
+	StatusExpired     = "expired"
+	StatusRevoked     = "revoked"
+)
+
+// Issuer is what the protocol core needs of the issuance service, in process or
+// across the network.
+type Issuer interface {
+	Issue(ctx context.Context, req issuance.Request) (*issuance.Issued, error)
+	// Chain returns the DER certificates to serve after a leaf of the issuer.
+	Chain(issuer string) ([][]byte, bool)
+	// ProfileNames lists the certificate profiles, default first.
+	ProfileNames() []ProfileInfo
+}
+
+// ProfileInfo names a certificate profile for meta.profiles.
+type ProfileInfo struct {
+	Name        string
+	Description string
+}
+
+// Validator proves control of identifiers. Errors it returns that are
+// *ValidationError carry the problem type to show the client.
+type Validator interface {
+	Validate(ctx context.Context, ident Identifier, challengeType, token, keyAuthorization string) error
+	CheckCAA(ctx context.Context, name string, wildcard bool, accountURI, method string) error
+}
+
+// ValidationError is a failed validation as the client will see it: an RFC 8555
+// error type (without namespace) and a detail. Retryable failures (connection,
+// DNS, TLS) are tried again before the challenge becomes invalid.
+type ValidationError struct {
+	Type      string
+	Detail    string
+	Retryable bool
+}
+
+func (e *ValidationError) Error() string { return e.Type + ": " + e.Detail }
+
+// Config tunes the protocol core.
+type Config struct {
+	Policy         *policy.Rules
+	ChallengeTypes []string // enabled challenge types; default http-01, dns-01, tls-alpn-01
+
+	OrderLifetime        time.Duration // default 7 days
+	PendingAuthzLifetime time.Duration // default 7 days
+	ValidAuthzLifetime   time.Duration // default 30 days
+	MaxIdentifiers       int           // per order; default 100
+
+	TermsOfService string // URL; when set, newAccount must agree to it
+
+	// InlineValidation is how long a challenge response waits for its
+	// validation before answering "processing": clients that see "valid" at once
+	// skip polling. Zero validates only in the background.
+	InlineValidation time.Duration
+	// ValidationAttempts is how often a retryable failure is tried (default 3),
+	// RetryBackoff the pause before the second attempt, doubling after.
+	ValidationAttempts int
+	RetryBackoff       time.Duration
+	// ValidationLease is how long a node may work on a challenge or finalize
+	// before another node may take it over.
+	ValidationLease time.Duration
+	// MaxConcurrentValidations bounds validations in flight on this node.
+	MaxConcurrentValidations int
+	// CAA turns CAA checking on (RFC 8659); off for closed internal networks.
+	CAA bool
+
+	// AccountURL builds an account's URL, which CAA accounturi names.
+	AccountURL func(id string) string
+	Now        func() time.Time
+	Logger     *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.OrderLifetime, 7*24*time.Hour)
+	def(&c.PendingAuthzLifetime, 7*24*time.Hour)
+	def(&c.ValidAuthzLifetime, 30*24*time.Hour)
+	def(&c.RetryBackoff, 2*time.Second)
+	def(&c.ValidationLease, time.Minute)
+	if c.MaxIdentifiers <= 0 {
+		c.MaxIdentifiers = 100
+	}
+	if c.ValidationAttempts <= 0 {
+		c.ValidationAttempts = 3
+	}
+	if c.MaxConcurrentValidations <= 0 {
+		c.MaxConcurrentValidations = 64
+	}
+	if len(c.ChallengeTypes) == 0 {
+		c.ChallengeTypes = []string{HTTP01, DNS01, TLSALPN01}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.AccountURL == nil {
+		c.AccountURL = func(id string) string { return id }
+	}
+}
+
+// CA is the protocol core.
+type CA struct {
+	cfg       Config
+	store     storage.Store
+	issuer    Issuer
+	validator Validator
+	log       *slog.Logger
+
+	validations chan struct{} // semaphore of validations in flight
+	wg          sync.WaitGroup
+}
+
+// New assembles the protocol core.
+func New(cfg Config, store storage.Store, issuer Issuer, validator Validator) (*CA, error) {
+	if store == nil || issuer == nil || validator == nil {
+		return nil, errors.New("acme: store, issuer and validator are all required")
+	}
+	if cfg.Policy == nil {
+		return nil, errors.New("acme: no identifier policy")
+	}
+	cfg.setDefaults()
+	for _, t := range cfg.ChallengeTypes {
+		if t != HTTP01 && t != DNS01 && t != TLSALPN01 {
+			return nil, fmt.Errorf("acme: unknown challenge type %q", t)
+		}
+	}
+	return &CA{
+		cfg:         cfg,
+		store:       store,
+		issuer:      issuer,
+		validator:   validator,
+		log:         cfg.Logger,
+		validations: make(chan struct{}, cfg.MaxConcurrentValidations),
+	}, nil
+}
+
+// TermsOfService returns the terms URL, "" if none.
+func (ca *CA) TermsOfService() string { return ca.cfg.TermsOfService }
+
+// Profiles lists the certificate profiles.
+func (ca *CA) Profiles() []ProfileInfo { return ca.issuer.ProfileNames() }
+
+func (ca *CA) challengeEnabled(t string) bool { return slices.Contains(ca.cfg.ChallengeTypes, t) }
+
+func (ca *CA) now() time.Time { return ca.cfg.Now().UTC().Truncate(time.Microsecond) }
+
+// Run does the background work until ctx ends: validation retries, challenges
+// and finalizes orphaned by a node that died. Wait returns when it is done.
+func (ca *CA) Run(ctx context.Context, every time.Duration) {
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			ca.sweep(ctx)
+		}
+	}
+}
+
+// sweep claims due challenges and stuck finalizes once.
+func (ca *CA) sweep(ctx context.Context) {
+	now := ca.now()
+	chs, err := ca.store.ClaimChallenges(ctx, now, ca.cfg.ValidationLease, cap(ca.validations))
+	if err != nil {
+		ca.log.Error("claim challenges", "error", err)
+	}
+	for _, ch := range chs {
+		ca.startValidation(ch)
+	}
+	orders, err := ca.store.ClaimOrders(ctx, now, ca.cfg.ValidationLease, 16)
+	if err != nil {
+		ca.log.Error("claim orders", "error", err)
+	}
+	for _, o := range orders {
+		ca.resumeFinalize(ctx, o)
+	}
+}
+
+// Wait blocks until background validations started by this CA have finished.
+func (ca *CA) Wait() { ca.wg.Wait() }
+
+// storeErr turns a storage failure into a problem.
+func storeErr(err error, what string) *Problem {
+	if errors.Is(err, storage.ErrNotFound) {
+		return NotFound("no such %s", what)
+	}
+	return ServerInternal(err, "storage error reading %s", what)
+}

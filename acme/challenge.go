@@ -1,0 +1,166 @@
+package acme
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/anvil-pki/anvil/storage"
+)
+
+// Challenge returns a challenge and its authorization, checking ownership.
+func (ca *CA) Challenge(ctx context.Context, acct *storage.Account, id string) (*storage.Challenge, *storage.Authorization, error) {
+	ch, err := ca.store.GetChallenge(ctx, id)
+	if err != nil {
+		return nil, nil, storeErr(err, "challenge")
+	}
+	authz, err := ca.Authorization(ctx, acct, ch.AuthzID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ch, authz, nil
+}
+
+// RespondChallenge is the client saying a challenge is ready (RFC 8555 7.5.1).
+// The challenge moves to processing and is validated; if validation finishes
+// within Config.InlineValidation the answer already says valid or invalid, so
+// that clients need not poll. A challenge that is not pending is returned as it
+// is, which makes the request idempotent.
+func (ca *CA) RespondChallenge(ctx context.Context, acct *storage.Account, id string) (*storage.Challenge, *storage.Authorization, error) {
+	ch, authz, err := ca.Challenge(ctx, acct, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ch.Status != StatusPending || authz.Status != StatusPending {
+		return ch, authz, nil
+	}
+	if !ca.challengeEnabled(ch.Type) {
+		return nil, nil, Malformed("challenge type %s is not enabled", ch.Type)
+	}
+	now := ca.now()
+	ch.Status = StatusProcessing
+	ch.Attempts = 0
+	ch.NextAttempt = now
+	ch.LeaseUntil = now.Add(ca.cfg.ValidationLease)
+	ch.UpdatedAt = now
+	if err := ca.store.UpdateChallenge(ctx, ch, StatusPending); err != nil {
+		if errors.Is(err, storage.ErrConflict) {
+			// A concurrent response won; report the challenge as it now is.
+			return ca.Challenge(ctx, acct, id)
+		}
+		return nil, nil, ServerInternal(err, "storage error starting validation")
+	}
+	done := ca.startValidation(ch)
+	if ca.cfg.InlineValidation > 0 {
+		t := time.NewTimer(ca.cfg.InlineValidation)
+		defer t.Stop()
+		select {
+		case <-done:
+			return ca.Challenge(ctx, acct, id)
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return ch, authz, nil
+}
+
+// startValidation validates a challenge this node holds the lease of, in the
+// background, and closes the returned channel when it is recorded.
+func (ca *CA) startValidation(ch *storage.Challenge) <-chan struct{} {
+	done := make(chan struct{})
+	ca.wg.Add(1)
+	go func() {
+		defer ca.wg.Done()
+		defer close(done)
+		ca.validations <- struct{}{}
+		defer func() { <-ca.validations }()
+		ctx, cancel := context.WithTimeout(context.Background(), ca.cfg.ValidationLease)
+		defer cancel()
+		if err := ca.validate(ctx, ch); err != nil {
+			ca.log.Error("validation not recorded", "challenge", ch.ID, "error", err)
+		}
+	}()
+	return done
+}
+
+// validate makes one validation attempt and records its outcome: valid, a retry
+// later, or invalid.
+func (ca *CA) validate(ctx context.Context, ch *storage.Challenge) error {
+	authz, err := ca.store.GetAuthorization(ctx, ch.AuthzID)
+	if err != nil {
+		return err
+	}
+	acct, err := ca.store.GetAccount(ctx, authz.AccountID)
+	if err != nil {
+		return err
+	}
+	keyAuth := ch.Token + "." + acct.KeyID
+	verr := ca.validator.Validate(ctx, authz.Identifier, ch.Type, ch.Token, keyAuth)
+	if verr == nil && ca.cfg.CAA && authz.Identifier.Type == "dns" {
+		verr = ca.validator.CheckCAA(ctx, authz.Identifier.Value, authz.Wildcard, ca.cfg.AccountURL(acct.ID), ch.Type)
+	}
+	now := ca.now()
+	ch.Attempts++
+	ch.LeaseUntil = time.Time{}
+	ch.UpdatedAt = now
+	if verr == nil {
+		ch.Status = StatusValid
+		ch.Validated = now
+		ch.Error = nil
+		if err := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); err != nil {
+			return err
+		}
+		authz.Status = StatusValid
+		authz.Expires = now.Add(ca.cfg.ValidAuthzLifetime)
+		authz.UpdatedAt = now
+		if err := ca.store.UpdateAuthorization(ctx, authz, StatusPending); err != nil && !errors.Is(err, storage.ErrConflict) {
+			return err
+		}
+		ca.log.Info("challenge valid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
+			"type", ch.Type, "attempt", ch.Attempts)
+		return nil
+	}
+
+	var ve *ValidationError
+	if !errors.As(verr, &ve) {
+		ve = &ValidationError{Type: "serverInternal", Detail: "validation failed unexpectedly"}
+		ca.log.Error("validation error", "challenge", ch.ID, "error", verr)
+	}
+	ch.Error = problemJSON(validationProblem(ve))
+	if ve.Retryable && ch.Attempts < ca.cfg.ValidationAttempts {
+		ch.NextAttempt = now.Add(ca.cfg.RetryBackoff << (ch.Attempts - 1))
+		ca.log.Info("validation will be retried", "challenge", ch.ID, "identifier", authz.Identifier.Value,
+			"attempt", ch.Attempts, "error", ve.Error(), "next", ch.NextAttempt)
+		return ca.store.UpdateChallenge(ctx, ch, StatusProcessing)
+	}
+	ch.Status = StatusInvalid
+	if err := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); err != nil {
+		return err
+	}
+	authz.Status = StatusInvalid
+	authz.UpdatedAt = now
+	if err := ca.store.UpdateAuthorization(ctx, authz, StatusPending); err != nil && !errors.Is(err, storage.ErrConflict) {
+		return err
+	}
+	ca.log.Info("challenge invalid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
+		"type", ch.Type, "attempts", ch.Attempts, "error", ve.Error())
+	return nil
+}
+
+// validationProblem turns a validation failure into the problem stored on the
+// challenge.
+func validationProblem(ve *ValidationError) *Problem {
+	status := http.StatusBadRequest
+	if ve.Type == "unauthorized" {
+		status = http.StatusForbidden
+	}
+	return &Problem{Type: ProblemNS + ve.Type, Detail: ve.Detail, Status: status}
+}
+
+// problemJSON encodes a problem for storage.
+func problemJSON(p *Problem) []byte {
+	b, _ := json.Marshal(p)
+	return b
+}

@@ -1,0 +1,234 @@
+package acme
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/storage"
+)
+
+// Finalize issues the certificate of a ready order (RFC 8555 7.4). The cheap
+// checks that can be made on the CSR without trusting it come first, so a bad
+// CSR leaves the order ready; then the order moves ready -> processing in one
+// conditional update, which exactly one of any number of concurrent finalizes
+// wins. The issuance service checks the CSR again on its own.
+func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *jose.JSONWebKey, orderID string, csrDER []byte) (*storage.Order, error) {
+	o, err := ca.Order(ctx, acct, orderID)
+	if err != nil {
+		return nil, err
+	}
+	if o.Status != StatusReady {
+		return nil, OrderNotReady("order is %s, not ready", o.Status)
+	}
+	if perr := preflightCSR(csrDER, o, accountKey); perr != nil {
+		return nil, perr
+	}
+	from := o.Status
+	processing := *o
+	processing.Status = StatusProcessing
+	processing.CSR = csrDER
+	processing.LeaseUntil = ca.now().Add(ca.cfg.ValidationLease)
+	processing.UpdatedAt = ca.now()
+	if err := ca.store.UpdateOrder(ctx, &processing, from); err != nil {
+		if errors.Is(err, storage.ErrConflict) {
+			return nil, OrderNotReady("order is already being finalized")
+		}
+		return nil, ServerInternal(err, "storage error finalizing the order")
+	}
+	return ca.issue(ctx, &processing)
+}
+
+// preflightCSR makes the checks the front end can make without trusting the
+// CSR's signature: that it parses, names exactly the order's identifiers, and
+// does not certify the account key.
+func preflightCSR(der []byte, o *storage.Order, accountKey *jose.JSONWebKey) *Problem {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return BadCSR("CSR does not parse: %v", err)
+	}
+	if k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && accountKey != nil && k.Equal(accountKey.Key) {
+		return BadCSR("the CSR's public key is the account key; use a separate key for the certificate")
+	}
+	var want, got []string
+	for _, id := range o.Identifiers {
+		want = append(want, id.Type+":"+id.Value)
+	}
+	for _, n := range csr.DNSNames {
+		got = append(got, "dns:"+strings.ToLower(n))
+	}
+	for _, ip := range csr.IPAddresses {
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		got = append(got, "ip:"+ip.String())
+	}
+	if cn := strings.ToLower(csr.Subject.CommonName); cn != "" && !slices.Contains(got, "dns:"+cn) && !slices.Contains(got, "ip:"+cn) {
+		return BadCSR("the CSR's common name %q is not among its names", csr.Subject.CommonName)
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	got = slices.Compact(got)
+	if !slices.Equal(want, got) {
+		return BadCSR("the CSR names %s but the order is for %s", strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+	return nil
+}
+
+// issue runs issuance for an order this node holds in processing, and records
+// the outcome on the order.
+func (ca *CA) issue(ctx context.Context, o *storage.Order) (*storage.Order, error) {
+	req := issuance.Request{CSR: o.CSR, Profile: o.Profile, Requester: o.ID}
+	for _, id := range o.Identifiers {
+		switch id.Type {
+		case "dns":
+			req.DNSNames = append(req.DNSNames, id.Value)
+		case "ip":
+			req.IPAddresses = append(req.IPAddresses, net.ParseIP(id.Value))
+		}
+	}
+	issued, err := ca.issuer.Issue(ctx, req)
+	if err != nil {
+		return nil, ca.issuanceFailed(ctx, o, err)
+	}
+	done := *o
+	done.Status = StatusValid
+	done.CertSerial = fmt.Sprintf("%x", issued.Cert.SerialNumber)
+	done.LeaseUntil = time.Time{}
+	done.UpdatedAt = ca.now()
+	if err := ca.store.UpdateOrder(ctx, &done, StatusProcessing); err != nil {
+		// The certificate is in the ledger under this order; a node resuming the
+		// order adopts it rather than issuing again.
+		return nil, ServerInternal(err, "certificate issued but the order could not be updated; it will be completed")
+	}
+	ca.log.Info("order finalized", "audit", "issuance", "account", o.AccountID, "order", o.ID, "serial", done.CertSerial)
+	return &done, nil
+}
+
+// issuanceFailed maps an issuance error to a problem and puts the order where it
+// belongs: back to ready when the client or a transient failure is to blame
+// (so it can try again), invalid when issuance refused for good.
+func (ca *CA) issuanceFailed(ctx context.Context, o *storage.Order, err error) error {
+	var p *Problem
+	retry := true
+	switch {
+	case errors.Is(err, issuance.ErrBadPublicKey):
+		p = BadPublicKey("%v", err)
+	case errors.Is(err, issuance.ErrBadCSR), errors.Is(err, issuance.ErrBadSignatureAlgorithm), errors.Is(err, issuance.ErrNamesMismatch):
+		p = BadCSR("%v", err)
+	case errors.Is(err, issuance.ErrSignerUnavailable):
+		p = ServiceUnavailable(err, 5*time.Second, "the signer is unavailable; try finalizing again shortly")
+	case errors.Is(err, issuance.ErrRejectedName):
+		p, retry = RejectedIdentifier("%v", err), false
+	case errors.Is(err, issuance.ErrUnknownProfile):
+		p, retry = InvalidProfile("%v", err), false
+	case errors.Is(err, issuance.ErrLint):
+		p, retry = ServerInternal(err, "the certificate failed a pre-issuance lint; nothing was signed"), false
+	default:
+		p = ServerInternal(err, "issuance failed")
+	}
+	next := *o
+	next.UpdatedAt = ca.now()
+	next.LeaseUntil = time.Time{}
+	if retry {
+		next.Status = StatusReady
+		next.CSR = nil
+	} else {
+		next.Status = StatusInvalid
+		next.Error = problemJSON(p)
+	}
+	if uerr := ca.store.UpdateOrder(ctx, &next, StatusProcessing); uerr != nil {
+		ca.log.Error("order state after failed issuance not recorded", "order", o.ID, "error", uerr)
+	}
+	ca.log.Warn("issuance failed", "order", o.ID, "account", o.AccountID, "error", err.Error())
+	return p
+}
+
+// resumeFinalize completes an order whose finalizing node died: if the ledger
+// already holds a certificate for it, that certificate is adopted (one order,
+// one certificate); otherwise issuance runs again from the stored CSR.
+func (ca *CA) resumeFinalize(ctx context.Context, o *storage.Order) {
+	certs, err := ca.store.CertificatesForOrder(ctx, o.ID)
+	if err != nil {
+		ca.log.Error("resume finalize", "order", o.ID, "error", err)
+		return
+	}
+	for _, c := range certs {
+		if c.DER == nil {
+			continue
+		}
+		done := *o
+		done.Status = StatusValid
+		done.CertSerial = c.Serial
+		done.LeaseUntil = time.Time{}
+		done.UpdatedAt = ca.now()
+		if err := ca.store.UpdateOrder(ctx, &done, StatusProcessing); err != nil {
+			ca.log.Error("adopt certificate", "order", o.ID, "error", err)
+			return
+		}
+		ca.log.Info("finalize resumed: certificate adopted", "order", o.ID, "serial", c.Serial)
+		return
+	}
+	if len(o.CSR) == 0 {
+		next := *o
+		next.Status, next.LeaseUntil = StatusReady, time.Time{}
+		ca.store.UpdateOrder(ctx, &next, StatusProcessing)
+		return
+	}
+	if _, err := ca.issue(ctx, o); err != nil {
+		ca.log.Warn("finalize resumed: issuance failed", "order", o.ID, "error", err)
+		return
+	}
+	ca.log.Info("finalize resumed: issued", "order", o.ID)
+}
+
+// Certificate returns an issued certificate and the chain to serve after it.
+func (ca *CA) Certificate(ctx context.Context, serial string) ([]byte, [][]byte, error) {
+	c, err := ca.store.GetCertificate(ctx, serial)
+	if err != nil {
+		return nil, nil, storeErr(err, "certificate")
+	}
+	if c.DER == nil {
+		return nil, nil, NotFound("no such certificate")
+	}
+	chain, ok := ca.issuer.Chain(c.Issuer)
+	if !ok {
+		return nil, nil, ServerInternal(fmt.Errorf("no issuer %q", c.Issuer), "issuer of certificate unknown")
+	}
+	return c.DER, chain, nil
+}
+
+// Ledger adapts a Store to issuance.Ledger. The requester of an issuance is the
+// ID of the order it is for.
+type Ledger struct{ Store storage.Store }
+
+var _ issuance.Ledger = Ledger{}
+
+func (l Ledger) ReserveSerial(ctx context.Context, r issuance.SerialReservation) error {
+	err := l.Store.ReserveSerial(ctx, &storage.Certificate{
+		Serial: fmt.Sprintf("%x", r.Serial), Issuer: r.Issuer, Profile: r.Profile,
+		OrderID: r.Requester, CreatedAt: r.Created, Expires: r.Expires,
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return fmt.Errorf("%w: %w", issuance.ErrDuplicateSerial, err)
+	}
+	return err
+}
+
+func (l Ledger) RecordIntent(ctx context.Context, serial *big.Int, lintDER []byte) error {
+	return l.Store.RecordLintCertificate(ctx, fmt.Sprintf("%x", serial), lintDER)
+}
+
+func (l Ledger) RecordIssued(ctx context.Context, serial *big.Int, der []byte) error {
+	return l.Store.RecordIssuedCertificate(ctx, fmt.Sprintf("%x", serial), der)
+}

@@ -1,0 +1,212 @@
+package api
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/storage"
+)
+
+// allowedAlgs is the JWS algorithm allow-list. Nothing symmetric and not
+// "none": an account key is a public key.
+var allowedAlgs = []string{"RS256", "ES256", "ES384", "ES512", "EdDSA"}
+
+// signedRequest is a POST whose JWS passed every check of RFC 8555 6.
+type signedRequest struct {
+	payload    []byte
+	postAsGet  bool
+	jwk        *jose.JSONWebKey // the key in the header (newAccount, revokeCert by key)
+	account    *storage.Account // the account named by kid
+	accountKey *jose.JSONWebKey
+}
+
+// keyMode says which of jwk and kid an endpoint takes.
+type keyMode int
+
+const (
+	needKID keyMode = iota
+	needJWK
+	eitherKey
+)
+
+type protectedHeader struct {
+	Alg   string          `json:"alg"`
+	Nonce string          `json:"nonce"`
+	URL   string          `json:"url"`
+	JWK   json.RawMessage `json:"jwk"`
+	KID   string          `json:"kid"`
+	B64   *bool           `json:"b64"`
+	Crit  []string        `json:"crit"`
+}
+
+type flattenedJWS struct {
+	Protected string `json:"protected"`
+	Payload   string `json:"payload"`
+	Signature string `json:"signature"`
+}
+
+// verifyPOST applies every check of RFC 8555 6.2-6.5 to a POST: content type,
+// size, flattened serialization only, algorithm allow-list matching the key,
+// exactly one of jwk and kid, url equal to the request URL, a valid signature,
+// and a fresh nonce used once.
+func (s *Server) verifyPOST(r *http.Request, mode keyMode) (*signedRequest, error) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/jose+json" {
+		p := acme.Malformed("Content-Type must be application/jose+json")
+		p.Status = http.StatusUnsupportedMediaType
+		return nil, p
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return nil, acme.Malformed("reading the request body: %v", err)
+	}
+	if int64(len(body)) > s.cfg.MaxBodyBytes {
+		p := acme.Malformed("request body is larger than %d bytes", s.cfg.MaxBodyBytes)
+		p.Status = http.StatusRequestEntityTooLarge
+		return nil, p
+	}
+
+	// The outer structure: flattened JSON with exactly these three members. A
+	// "header" member (unprotected header) or "signatures" (general
+	// serialization) is refused, though go-jose would accept both.
+	var outer map[string]json.RawMessage
+	if err := decodeStrict(body, &outer); err != nil {
+		return nil, acme.Malformed("request body is not a JWS: %v", err)
+	}
+	for k := range outer {
+		if k != "protected" && k != "payload" && k != "signature" {
+			return nil, acme.Malformed("JWS member %q is not allowed: use the flattened JSON serialization with a protected header only", k)
+		}
+	}
+	var jws flattenedJWS
+	if err := decodeStrict(body, &jws); err != nil {
+		return nil, acme.Malformed("JWS members must be strings: %v", err)
+	}
+	if jws.Protected == "" {
+		return nil, acme.Malformed("JWS lacks a protected header")
+	}
+	headerJSON, err := base64.RawURLEncoding.DecodeString(jws.Protected)
+	if err != nil {
+		return nil, acme.Malformed("protected header is not base64url: %v", err)
+	}
+	var h protectedHeader
+	if err := decodeStrict(headerJSON, &h); err != nil {
+		return nil, acme.Malformed("protected header: %v", err)
+	}
+	if h.B64 != nil || len(h.Crit) > 0 {
+		return nil, acme.Malformed("the b64 and crit header parameters are not allowed")
+	}
+	if !slices.Contains(allowedAlgs, h.Alg) {
+		return nil, acme.BadSignatureAlgorithm(allowedAlgs, "JWS algorithm %q is not allowed (use one of %s)", h.Alg, strings.Join(allowedAlgs, ", "))
+	}
+	if jws.Signature == "" {
+		return nil, acme.Malformed("JWS lacks a signature")
+	}
+	hasJWK, hasKID := len(h.JWK) > 0 && string(h.JWK) != "null", h.KID != ""
+	switch {
+	case hasJWK && hasKID:
+		return nil, acme.Malformed("the protected header must have exactly one of jwk and kid, not both")
+	case !hasJWK && !hasKID:
+		return nil, acme.Malformed("the protected header must have one of jwk and kid")
+	case mode == needJWK && !hasJWK:
+		return nil, acme.Malformed("this request must be signed with the key in a jwk header, not a kid")
+	case mode == needKID && !hasKID:
+		return nil, acme.Malformed("this request must name its account with kid, not carry a jwk")
+	}
+	if want := s.cfg.BaseURL + r.URL.Path; h.URL != want {
+		return nil, acme.Unauthorized("the JWS url %q is not the request URL %q", truncate(h.URL, 200), want)
+	}
+
+	req := &signedRequest{}
+	var key *jose.JSONWebKey
+	if hasJWK {
+		key = new(jose.JSONWebKey)
+		if err := key.UnmarshalJSON(h.JWK); err != nil {
+			return nil, acme.BadPublicKey("jwk: %v", err)
+		}
+		if !key.IsPublic() {
+			return nil, acme.BadPublicKey("jwk must be a public key")
+		}
+		req.jwk = key
+	} else {
+		id, ok := strings.CutPrefix(h.KID, s.cfg.BaseURL+accountPath)
+		if !ok || id == "" || strings.Contains(id, "/") {
+			return nil, acme.AccountDoesNotExist("kid %q is not an account URL of this server", truncate(h.KID, 200))
+		}
+		acct, akey, err := s.cfg.CA.Account(r.Context(), id)
+		if err != nil {
+			return nil, err
+		}
+		req.account, req.accountKey, key = acct, akey, akey
+	}
+	if err := algMatchesKey(h.Alg, key); err != nil {
+		return nil, err
+	}
+
+	parsed, err := jose.ParseSignedJSON(string(body), []jose.SignatureAlgorithm{jose.SignatureAlgorithm(h.Alg)})
+	if err != nil {
+		return nil, acme.Malformed("JWS does not parse: %v", err)
+	}
+	payload, err := parsed.Verify(key)
+	if err != nil {
+		return nil, acme.Malformed("JWS signature is invalid")
+	}
+	if err := s.nonces.Redeem(r.Context(), h.Nonce); err != nil {
+		return nil, err
+	}
+	req.payload = payload
+	req.postAsGet = jws.Payload == ""
+	return req, nil
+}
+
+// algMatchesKey refuses an algorithm the key cannot make (RFC 8555 6.2).
+func algMatchesKey(alg string, key *jose.JSONWebKey) error {
+	ok := false
+	switch k := key.Key.(type) {
+	case *rsa.PublicKey:
+		ok = alg == "RS256"
+	case *ecdsa.PublicKey:
+		ok = (alg == "ES256" && k.Curve == elliptic.P256()) || (alg == "ES384" && k.Curve == elliptic.P384()) || (alg == "ES512" && k.Curve == elliptic.P521())
+	case ed25519.PublicKey:
+		ok = alg == "EdDSA"
+	}
+	if !ok {
+		return acme.BadSignatureAlgorithm(allowedAlgs, "algorithm %s does not match the %T key", alg, key.Key)
+	}
+	return nil
+}
+
+// decodePayload decodes a signed payload strictly into v. An empty payload
+// (POST-as-GET) is refused where a body is needed.
+func (req *signedRequest) decodePayload(v any) error {
+	if req.postAsGet {
+		return acme.Malformed("this request needs a JSON payload, not POST-as-GET")
+	}
+	if err := decodeStrict(req.payload, v); err != nil {
+		return acme.Malformed("payload: %v", err)
+	}
+	return nil
+}
+
+// requirePostAsGet refuses a payload on a POST-as-GET resource.
+func (req *signedRequest) requirePostAsGet() error {
+	if !req.postAsGet {
+		return acme.Malformed("POST-as-GET requests must have an empty payload")
+	}
+	return nil
+}
+
+func isConflict(err error) bool { return errors.Is(err, storage.ErrConflict) }
