@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/anvil-pki/anvil/config"
+	"github.com/anvil-pki/anvil/hsm"
+	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/policy"
+	"github.com/anvil-pki/anvil/validation"
+)
+
+// serveConfig is the YAML file of `anvil serve`.
+type serveConfig struct {
+	// Listen is the ACME listener (HTTPS), e.g. 127.0.0.1:14000.
+	Listen string `yaml:"listen"`
+	// BaseURL is how clients reach it, e.g. https://localhost:14000. Every JWS
+	// url is checked against it.
+	BaseURL string    `yaml:"base_url"`
+	TLS     tlsConfig `yaml:"tls"`
+	// AdminListen serves /metrics and /health (plain HTTP; keep it private).
+	AdminListen string         `yaml:"admin_listen"`
+	Database    databaseConfig `yaml:"database"`
+	HSM         hsmConfig      `yaml:"hsm"`
+	Issuers     []issuerConfig `yaml:"issuers"`
+	// Profiles are the certificate profiles by name; DefaultProfile is used when
+	// an order names none.
+	Profiles       map[string]issuance.ProfileConfig `yaml:"profiles"`
+	DefaultProfile string                            `yaml:"default_profile"`
+	SerialPrefix   int                               `yaml:"serial_prefix"`
+	ACME           acmeConfig                        `yaml:"acme"`
+	Policy         policy.Config                     `yaml:"policy"`
+	Validation     validation.Config                 `yaml:"validation"`
+	Nonce          nonceConfig                       `yaml:"nonce"`
+	Log            logConfig                         `yaml:"log"`
+}
+
+type tlsConfig struct {
+	Cert string `yaml:"cert"` // PEM certificate chain
+	Key  string `yaml:"key"`  // PEM private key of the server (not a CA key)
+	// IssueFor, when set, has the server issue its own TLS certificate for these
+	// names from its own issuer at start, and renew it when a third of its life
+	// is left, writing Cert and Key. For development hierarchies.
+	IssueFor []string `yaml:"issue_for"`
+	// Profile is the profile used for IssueFor.
+	Profile string `yaml:"profile"`
+}
+
+type databaseConfig struct {
+	Driver string `yaml:"driver"` // sqlite or postgres
+	// DSN is a file path for sqlite, a connection string for postgres.
+	DSN string `yaml:"dsn"`
+	// DSNEnv names an environment variable holding the DSN, to keep passwords
+	// out of files.
+	DSNEnv string `yaml:"dsn_env"`
+}
+
+type hsmConfig struct {
+	Module      string          `yaml:"module"`
+	PIN         hsm.PINSource   `yaml:"pin"`
+	MaxSessions int             `yaml:"max_sessions"`
+	SessionWait config.Duration `yaml:"session_wait"`
+	SignTimeout config.Duration `yaml:"sign_timeout"`
+}
+
+type issuerConfig struct {
+	Name        string   `yaml:"name"`
+	Certificate string   `yaml:"certificate"` // PEM issuer certificate
+	Chain       []string `yaml:"chain"`       // PEM certificates above it, root excluded
+	Key         string   `yaml:"key"`         // RFC 7512 PKCS#11 URI of its key
+	IssuerURL   string   `yaml:"issuer_url"`
+	OCSPURL     string   `yaml:"ocsp_url"`
+	CRLURL      string   `yaml:"crl_url"`
+}
+
+type acmeConfig struct {
+	TermsOfService     string          `yaml:"terms_of_service"`
+	Website            string          `yaml:"website"`
+	CAAIdentities      []string        `yaml:"caa_identities"`
+	ChallengeTypes     []string        `yaml:"challenge_types"`
+	OrderLifetime      config.Duration `yaml:"order_lifetime"`
+	PendingAuthzLife   config.Duration `yaml:"pending_authorization_lifetime"`
+	ValidAuthzLife     config.Duration `yaml:"valid_authorization_lifetime"`
+	MaxIdentifiers     int             `yaml:"max_identifiers"`
+	InlineValidation   config.Duration `yaml:"inline_validation"`
+	ValidationAttempts int             `yaml:"validation_attempts"`
+	RetryBackoff       config.Duration `yaml:"retry_backoff"`
+	MaxBodyBytes       int64           `yaml:"max_body_bytes"`
+}
+
+type nonceConfig struct {
+	// KeyFile holds the nonce MAC key (at least 32 bytes), shared by every
+	// front end. It is created with a random key if it does not exist.
+	KeyFile  string          `yaml:"key_file"`
+	Lifetime config.Duration `yaml:"lifetime"`
+}
+
+type logConfig struct {
+	Format string `yaml:"format"` // text or json
+	Level  string `yaml:"level"`  // debug, info, warn, error
+}
+
+// Validate checks the file; every problem names its YAML path.
+func (c *serveConfig) Validate() error {
+	var p config.Problems
+	p.Require("listen", c.Listen)
+	p.Require("base_url", c.BaseURL)
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			p.Addf("base_url", "%q must be scheme://host[:port] with no path", c.BaseURL)
+		}
+		c.BaseURL = strings.TrimSuffix(c.BaseURL, "/")
+	}
+	if c.TLS.Cert == "" || c.TLS.Key == "" {
+		p.Addf("tls", "cert and key are required (with issue_for, they are where the issued certificate is kept)")
+	}
+	switch c.Database.Driver {
+	case "sqlite", "postgres":
+	case "":
+		p.Addf("database.driver", "is required (sqlite or postgres)")
+	default:
+		p.Addf("database.driver", "%q: want sqlite or postgres", c.Database.Driver)
+	}
+	if (c.Database.DSN == "") == (c.Database.DSNEnv == "") {
+		p.Addf("database.dsn", "give exactly one of dsn and dsn_env")
+	}
+	p.Require("hsm.module", c.HSM.Module)
+	if c.HSM.PIN.IsZero() {
+		p.Addf("hsm.pin", "give file or env")
+	}
+	if len(c.Issuers) == 0 {
+		p.Addf("issuers", "at least one issuer is required")
+	}
+	names := map[string]bool{}
+	for i, is := range c.Issuers {
+		path := fmt.Sprintf("issuers[%d]", i)
+		p.Require(path+".name", is.Name)
+		p.Require(path+".certificate", is.Certificate)
+		p.Require(path+".key", is.Key)
+		if names[is.Name] {
+			p.Addf(path+".name", "%q is used twice", is.Name)
+		}
+		names[is.Name] = true
+		if is.Key != "" {
+			if _, err := hsm.ParseURI(is.Key); err != nil {
+				p.Addf(path+".key", "%v", err)
+			}
+		}
+	}
+	if len(c.Profiles) == 0 {
+		p.Addf("profiles", "at least one profile is required")
+	}
+	if c.DefaultProfile != "" {
+		if _, ok := c.Profiles[c.DefaultProfile]; !ok {
+			p.Addf("default_profile", "%q is not among the profiles", c.DefaultProfile)
+		}
+	}
+	if c.TLS.Profile != "" {
+		if _, ok := c.Profiles[c.TLS.Profile]; !ok {
+			p.Addf("tls.profile", "%q is not among the profiles", c.TLS.Profile)
+		}
+	}
+	if c.SerialPrefix < 0 || c.SerialPrefix > 0x7f {
+		p.Addf("serial_prefix", "must be between 1 and 127")
+	}
+	if err := c.Validation.Validate(); err != nil {
+		p.Addf("validation", "%v", err)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		p.Addf("log.format", "%q: want text or json", c.Log.Format)
+	}
+	return p.Err()
+}
