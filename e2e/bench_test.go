@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-acme/lego/v5/certcrypto"
+	"github.com/go-acme/lego/v5/certificate"
+	"github.com/go-acme/lego/v5/lego"
+	legolog "github.com/go-acme/lego/v5/log"
+)
+
+var benchFlows = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
+
+// BenchmarkACMEFlows is `make bench-acme`: lego clients run complete flows (new
+// order, http-01 validated for real over loopback, finalize with a fresh P-256
+// key, download) against a real `anvil serve` on SoftHSM2 and SQLite, at
+// concurrency 1, 4 and 16. It reports certificates per second, p50/p99 flow
+// latency, and the server's CPU per certificate from its utime+stime.
+// Run it with -benchtime 1x: each level runs -flows flows, whatever b.N is.
+func BenchmarkACMEFlows(b *testing.B) {
+	legolog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ca := NewCA(b)
+	for _, conc := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			clients := make([]*lego.Client, conc)
+			for i := range clients {
+				c, u := legoClient(b, ca, newKey(b))
+				register(b, c, u)
+				clients[i] = c
+			}
+			// One warm-up flow per client, outside the measurement.
+			for i, c := range clients {
+				obtain(b, c, fmt.Sprintf("warm%d-%d.bench.anvil-e2e.com", conc, i))
+			}
+			var next atomic.Int64
+			lat := make([]time.Duration, *benchFlows)
+			cpuBefore := processCPU(b, ca.Pid())
+			start := time.Now()
+			var wg sync.WaitGroup
+			for _, c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(*benchFlows) {
+							return
+						}
+						t0 := time.Now()
+						obtain(b, c, fmt.Sprintf("f%d-%d.bench.anvil-e2e.com", conc, i))
+						lat[i] = time.Since(t0)
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			cpu := processCPU(b, ca.Pid()) - cpuBefore
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			n := float64(*benchFlows)
+			b.ReportMetric(n/elapsed.Seconds(), "certs/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+			b.ReportMetric(float64(cpu.Microseconds())/1000/n, "server_cpu_ms/cert")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+func obtain(b testing.TB, c *lego.Client, name string) {
+	_, err := c.Certificate.Obtain(context.Background(), certificate.ObtainRequest{Domains: []string{name}, Bundle: true, KeyType: certcrypto.EC256})
+	if err != nil {
+		b.Errorf("obtain %s: %v", name, err)
+	}
+}
+
+// processCPU reads a process's user+system CPU time from /proc/PID/stat.
+func processCPU(t testing.TB, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name may hold spaces; the fields after it start at the last ")".
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const clkTck = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clkTck
+}

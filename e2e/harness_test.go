@@ -1,0 +1,417 @@
+// Package e2e runs real ACME clients against a real `anvil serve`: the binary
+// built from this tree, on SoftHSM2 tokens and a dev hierarchy made by the same
+// script as `make run`, with SQLite, on loopback. The DNS server validation asks
+// is one the test runs, so that names resolve to 127.0.0.1.
+package e2e
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+var anvilBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "anvil-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	anvilBin = filepath.Join(dir, "anvil")
+	build := exec.Command("go", "build", "-o", anvilBin, "./cmd/anvil")
+	build.Dir = repoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building anvil: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// CA is a running `anvil serve` and everything around it.
+type CA struct {
+	t        testing.TB
+	Dir      string // working directory, with var/dev as `make run` leaves it
+	BaseURL  string
+	DirURL   string
+	Roots    *x509.CertPool
+	RootPEM  string // path of the dev root
+	HTTPPort int    // where validation looks for http-01
+	TLSPort  int    // where validation looks for tls-alpn-01
+	DNS      *DNSServer
+	opts     caOptions
+	cfgPath  string
+	logPath  string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan error // receives the server's exit when it ends
+}
+
+type caOptions struct {
+	extraYAML string // appended to serve.yaml (extra top-level sections)
+	acmeYAML  string // appended inside the acme section
+}
+
+// CAOption changes the server configuration.
+type CAOption func(*caOptions)
+
+// WithACME adds lines to the acme: section of serve.yaml.
+func WithACME(yaml string) CAOption { return func(o *caOptions) { o.acmeYAML += yaml } }
+
+// NewCA builds the dev hierarchy with scripts/run-dev.sh --init-only in a fresh
+// directory and starts `anvil serve` on free loopback ports.
+func NewCA(t testing.TB, opts ...CAOption) *CA {
+	t.Helper()
+	dir := t.TempDir()
+	root := repoRoot()
+	for _, d := range []string{"configs", "scripts", "softhsm-test"} {
+		if err := os.Symlink(filepath.Join(root, d), filepath.Join(dir, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	initCmd := exec.Command(filepath.Join(dir, "scripts", "run-dev.sh"), "--init-only")
+	initCmd.Dir = dir
+	initCmd.Env = append(os.Environ(), "ANVIL_BIN="+anvilBin)
+	if out, err := initCmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/run-dev.sh --init-only: %v\n%s", err, out)
+	}
+	ca := &CA{t: t, Dir: dir, RootPEM: filepath.Join(dir, "var/dev/pki/root.pem"), DNS: StartDNS(t)}
+	for _, o := range opts {
+		o(&ca.opts)
+	}
+	ca.Roots = x509.NewCertPool()
+	pemBytes, err := os.ReadFile(ca.RootPEM)
+	if err != nil || !ca.Roots.AppendCertsFromPEM(pemBytes) {
+		t.Fatalf("dev root: %v", err)
+	}
+	port := freePort(t)
+	ca.HTTPPort, ca.TLSPort = freePort(t), freePort(t)
+	ca.BaseURL = fmt.Sprintf("https://localhost:%d", port)
+	ca.DirURL = ca.BaseURL + "/directory"
+	ca.cfgPath = filepath.Join(dir, "serve.yaml")
+	ca.logPath = filepath.Join(dir, "serve.log")
+	ca.writeConfig(port)
+	ca.Start()
+	t.Cleanup(func() {
+		ca.Stop()
+		if t.Failed() {
+			if b, err := os.ReadFile(ca.logPath); err == nil {
+				t.Logf("anvil serve log:\n%s", tail(string(b), 200))
+			}
+		}
+	})
+	return ca
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+var serveTemplate = template.Must(template.New("serve").Parse(`
+listen: 127.0.0.1:{{.Port}}
+base_url: https://localhost:{{.Port}}
+tls:
+  cert: var/dev/pki/server.pem
+  key: var/dev/pki/server.key
+  issue_for: [localhost, 127.0.0.1]
+  profile: server
+database:
+  driver: sqlite
+  dsn: var/dev/anvil.db
+hsm:
+  module: /usr/lib/softhsm/libsofthsm2.so
+  pin:
+    file: var/dev/softhsm/anvil-dev-online.pin
+  max_sessions: 4
+issuers:
+  - name: int-ecdsa
+    certificate: var/dev/pki/int-ecdsa.pem
+    key: "pkcs11:token=anvil-dev-online;object=int-ecdsa;id=%11"
+    issuer_url: http://localhost:14080/pki/int-ecdsa.der
+    crl_url: http://localhost:14080/pki/int-ecdsa.crl
+  - name: int-rsa
+    certificate: var/dev/pki/int-rsa.pem
+    key: "pkcs11:token=anvil-dev-online;object=int-rsa;id=%12"
+    issuer_url: http://localhost:14080/pki/int-rsa.der
+    crl_url: http://localhost:14080/pki/int-rsa.crl
+default_profile: default
+profiles:
+  default:
+    description: 90-day TLS server certificate
+    ignored_lints: [e_dnsname_not_valid_tld, e_ext_san_contains_reserved_ip]
+  shortlived:
+    description: 7-day TLS certificate
+    validity: 7d
+    ignored_lints: [e_dnsname_not_valid_tld, e_ext_san_contains_reserved_ip]
+  server:
+    validity: 30d
+    ignored_lints: [e_dnsname_not_valid_tld, e_ext_san_contains_reserved_ip]
+acme:
+  caa_identities: [anvil.localhost]
+  inline_validation: 5s
+  retry_backoff: 200ms
+{{.ACME}}
+policy:
+  allow_single_label: true
+  allowed_ip_ranges: [127.0.0.0/8, "::1/128"]
+validation:
+  resolvers: ["{{.DNS}}"]
+  http_port: {{.HTTPPort}}
+  tls_port: {{.TLSPort}}
+  allow_private_targets: true
+  caa_identities: [anvil.localhost]
+  timeout: 10s
+nonce:
+  key_file: var/dev/nonce.key
+log:
+  level: info
+{{.Extra}}
+`))
+
+func (ca *CA) writeConfig(port int) {
+	var b bytes.Buffer
+	err := serveTemplate.Execute(&b, map[string]any{
+		"Port": port, "DNS": ca.DNS.Addr, "HTTPPort": ca.HTTPPort, "TLSPort": ca.TLSPort,
+		"ACME": indent(ca.opts.acmeYAML, "  "), "Extra": ca.opts.extraYAML,
+	})
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	if err := os.WriteFile(ca.cfgPath, b.Bytes(), 0o600); err != nil {
+		ca.t.Fatal(err)
+	}
+}
+
+func indent(s, prefix string) string {
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := range lines {
+		lines[i] = prefix + lines[i]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Start runs `anvil serve` and waits for its directory to answer.
+func (ca *CA) Start() {
+	ca.t.Helper()
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	logf, err := os.OpenFile(ca.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	cmd := exec.Command(anvilBin, "serve", "--config", ca.cfgPath)
+	cmd.Dir = ca.Dir
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+filepath.Join(ca.Dir, "var/dev/softhsm/softhsm2.conf"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		ca.t.Fatal(err)
+	}
+	ca.cmd = cmd
+	exited := make(chan error, 1)
+	ca.exited = exited
+	go func() { err := cmd.Wait(); logf.Close(); exited <- err }()
+	client := ca.HTTPClient()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(ca.logPath)
+			ca.cmd = nil
+			ca.t.Fatalf("anvil serve exited at start: %v\n%s", err, tail(string(b), 50))
+		default:
+		}
+		resp, err := client.Get(ca.DirURL)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ca.t.Fatalf("anvil serve did not answer at %s within 60s: %v", ca.DirURL, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits for the server to exit.
+func (ca *CA) Stop() {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if ca.cmd == nil || ca.cmd.Process == nil {
+		return
+	}
+	ca.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-ca.exited:
+	case <-time.After(20 * time.Second):
+		ca.cmd.Process.Kill()
+		<-ca.exited
+	}
+	ca.cmd = nil
+}
+
+// Pid is the server's process ID.
+func (ca *CA) Pid() int {
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	return ca.cmd.Process.Pid
+}
+
+// HTTPClient trusts the dev root.
+func (ca *CA) HTTPClient() *http.Client {
+	return &http.Client{
+		Timeout:   60 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Roots}, MaxIdleConnsPerHost: 64},
+	}
+}
+
+// Log returns what the server has logged so far.
+func (ca *CA) Log() string {
+	b, _ := os.ReadFile(ca.logPath)
+	return string(b)
+}
+
+// IntermediatePool holds the dev intermediates.
+func (ca *CA) IntermediatePool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	for _, f := range []string{"int-ecdsa.pem", "int-rsa.pem"} {
+		b, err := os.ReadFile(filepath.Join(ca.Dir, "var/dev/pki", f))
+		if err != nil {
+			ca.t.Fatal(err)
+		}
+		pool.AppendCertsFromPEM(b)
+	}
+	return pool
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// DNSServer answers validation's queries: every A query with 127.0.0.1 unless
+// told otherwise, TXT and CAA records from maps the test fills.
+type DNSServer struct {
+	Addr string
+	mu   sync.Mutex
+	txt  map[string][]string
+	caa  map[string][]dns.CAA
+	srv  *dns.Server
+}
+
+// StartDNS starts a DNS server on a free UDP port of 127.0.0.1.
+func StartDNS(t testing.TB) *DNSServer {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &DNSServer{Addr: pc.LocalAddr().String(), txt: map[string][]string{}, caa: map[string][]dns.CAA{}}
+	d.srv = &dns.Server{PacketConn: pc, Handler: d}
+	started := make(chan struct{})
+	d.srv.NotifyStartedFunc = func() { close(started) }
+	go d.srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { d.srv.Shutdown() })
+	return d
+}
+
+// SetTXT sets the TXT records of name (a fully qualified name, with the dot).
+func (d *DNSServer) SetTXT(name string, values ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.txt[strings.ToLower(dns.Fqdn(name))] = values
+}
+
+// SetCAA sets the CAA records of name.
+func (d *DNSServer) SetCAA(name string, records ...dns.CAA) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.caa[strings.ToLower(dns.Fqdn(name))] = records
+}
+
+func (d *DNSServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, q := range r.Question {
+		name := strings.ToLower(q.Name)
+		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 0}
+		switch q.Qtype {
+		case dns.TypeA:
+			hdr.Rrtype = dns.TypeA
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.IPv4(127, 0, 0, 1)})
+		case dns.TypeTXT:
+			hdr.Rrtype = dns.TypeTXT
+			for _, v := range d.txt[name] {
+				m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr, Txt: []string{v}})
+			}
+		case dns.TypeCAA:
+			hdr.Rrtype = dns.TypeCAA
+			for _, c := range d.caa[name] {
+				rec := c
+				rec.Hdr = hdr
+				m.Answer = append(m.Answer, &rec)
+			}
+		}
+	}
+	w.WriteMsg(m)
+}
+
+// readChain parses a PEM chain.
+func readChain(t testing.TB, b []byte) []*x509.Certificate {
+	t.Helper()
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
