@@ -8,7 +8,7 @@ BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench run deps deps-run vet fmt clean
+.PHONY: all build test unit bench bench-acme run deps deps-run vet fmt clean
 
 all: build
 
@@ -35,6 +35,13 @@ unit:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./hsm/ ./issuance/
+
+# A load generator of lego clients against a real anvil serve (SoftHSM2, SQLite):
+# complete ACME flows at concurrency 1, 4 and 16. FLOWS per level; add
+# PROFILE=/tmp/anvil.prof for a CPU profile of the server at concurrency 16.
+FLOWS ?= 2000
+bench-acme: deps
+	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE))
 
 run: deps-run build
 	@scripts/run-dev.sh

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net/mail"
 	"strings"
+	"sync"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -121,11 +122,42 @@ func (ca *CA) Account(ctx context.Context, id string) (*storage.Account, *jose.J
 	if a.Status != StatusValid {
 		return nil, nil, Unauthorized("account %s is %s", id, a.Status)
 	}
-	var key jose.JSONWebKey
-	if err := key.UnmarshalJSON(a.Key); err != nil {
+	key, err := ca.keys.parse(a.Key)
+	if err != nil {
 		return nil, nil, ServerInternal(err, "stored account key does not parse")
 	}
-	return a, &key, nil
+	return a, key, nil
+}
+
+// keyCache remembers parsed account keys by their JSON: every request signed
+// with kid needs its account's key, and parsing a JWK (base64, big integers,
+// curve checks) costs more than reading the account. The JSON is immutable
+// content, so a cached parse can never be stale.
+type keyCache struct {
+	mu   sync.Mutex
+	keys map[string]*jose.JSONWebKey
+}
+
+const keyCacheSize = 10000
+
+func (c *keyCache) parse(raw []byte) (*jose.JSONWebKey, error) {
+	c.mu.Lock()
+	k, ok := c.keys[string(raw)]
+	c.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k = new(jose.JSONWebKey)
+	if err := k.UnmarshalJSON(raw); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.keys == nil || len(c.keys) >= keyCacheSize {
+		c.keys = map[string]*jose.JSONWebKey{} // crude, and enough: a full cache starts over
+	}
+	c.keys[string(raw)] = k
+	c.mu.Unlock()
+	return k, nil
 }
 
 // UpdateAccountRequest is the payload of a POST to an account URL.

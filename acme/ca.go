@@ -148,6 +148,7 @@ type CA struct {
 
 	validations chan struct{} // semaphore of validations in flight
 	wg          sync.WaitGroup
+	keys        keyCache
 }
 
 // New assembles the protocol core.
@@ -207,7 +208,7 @@ func (ca *CA) sweep(ctx context.Context) {
 		ca.log.Error("claim challenges", "error", err)
 	}
 	for _, ch := range chs {
-		ca.startValidation(ch)
+		ca.startValidation(ch, nil, nil)
 	}
 	orders, err := ca.store.ClaimOrders(ctx, now, ca.cfg.ValidationLease, 16)
 	if err != nil {

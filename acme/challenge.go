@@ -52,12 +52,15 @@ func (ca *CA) RespondChallenge(ctx context.Context, acct *storage.Account, id st
 		}
 		return nil, nil, ServerInternal(err, "storage error starting validation")
 	}
-	done := ca.startValidation(ch)
+	done := ca.startValidation(ch, authz, acct)
 	if ca.cfg.InlineValidation > 0 {
 		t := time.NewTimer(ca.cfg.InlineValidation)
 		defer t.Stop()
 		select {
-		case <-done:
+		case r := <-done:
+			if r.err == nil {
+				return r.ch, r.authz, nil
+			}
 			return ca.Challenge(ctx, acct, id)
 		case <-t.C:
 		case <-ctx.Done():
@@ -66,36 +69,52 @@ func (ca *CA) RespondChallenge(ctx context.Context, acct *storage.Account, id st
 	return ch, authz, nil
 }
 
+// validationResult is a challenge and its authorization as a validation left
+// them.
+type validationResult struct {
+	ch    *storage.Challenge
+	authz *storage.Authorization
+	err   error
+}
+
 // startValidation validates a challenge this node holds the lease of, in the
-// background, and closes the returned channel when it is recorded.
-func (ca *CA) startValidation(ch *storage.Challenge) <-chan struct{} {
-	done := make(chan struct{})
+// background. authz and acct may be nil (a claimed retry); they are read then.
+// The returned channel receives the recorded outcome.
+func (ca *CA) startValidation(ch *storage.Challenge, authz *storage.Authorization, acct *storage.Account) <-chan validationResult {
+	done := make(chan validationResult, 1)
+	chCopy := *ch
 	ca.wg.Add(1)
 	go func() {
 		defer ca.wg.Done()
-		defer close(done)
 		ca.validations <- struct{}{}
 		defer func() { <-ca.validations }()
 		ctx, cancel := context.WithTimeout(context.Background(), ca.cfg.ValidationLease)
 		defer cancel()
-		if err := ca.validate(ctx, ch); err != nil {
-			ca.log.Error("validation not recorded", "challenge", ch.ID, "error", err)
+		r := ca.validate(ctx, &chCopy, authz, acct)
+		if r.err != nil {
+			ca.log.Error("validation not recorded", "challenge", ch.ID, "error", r.err)
 		}
+		done <- r
 	}()
 	return done
 }
 
 // validate makes one validation attempt and records its outcome: valid, a retry
 // later, or invalid.
-func (ca *CA) validate(ctx context.Context, ch *storage.Challenge) error {
-	authz, err := ca.store.GetAuthorization(ctx, ch.AuthzID)
-	if err != nil {
-		return err
+func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storage.Authorization, acct *storage.Account) validationResult {
+	var err error
+	if authz == nil {
+		if authz, err = ca.store.GetAuthorization(ctx, ch.AuthzID); err != nil {
+			return validationResult{err: err}
+		}
 	}
-	acct, err := ca.store.GetAccount(ctx, authz.AccountID)
-	if err != nil {
-		return err
+	if acct == nil {
+		if acct, err = ca.store.GetAccount(ctx, authz.AccountID); err != nil {
+			return validationResult{err: err}
+		}
 	}
+	a := *authz // a copy: the caller's may be shared
+	authz = &a
 	keyAuth := ch.Token + "." + acct.KeyID
 	verr := ca.validator.Validate(ctx, authz.Identifier, ch.Type, ch.Token, keyAuth)
 	if verr == nil && ca.cfg.CAA && authz.Identifier.Type == "dns" {
@@ -110,17 +129,19 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge) error {
 		ch.Validated = now
 		ch.Error = nil
 		if err := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); err != nil {
-			return err
+			return validationResult{err: err}
 		}
 		authz.Status = StatusValid
 		authz.Expires = now.Add(ca.cfg.ValidAuthzLifetime)
 		authz.UpdatedAt = now
-		if err := ca.store.UpdateAuthorization(ctx, authz, StatusPending); err != nil && !errors.Is(err, storage.ErrConflict) {
-			return err
+		authz.Challenges = replaceChallenge(authz.Challenges, ch)
+		if err := ca.store.UpdateAuthorization(ctx, authz, StatusPending); err != nil {
+			// On a conflict (deactivated meanwhile) the caller reads what is stored.
+			return validationResult{err: err}
 		}
 		ca.log.Info("challenge valid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 			"type", ch.Type, "attempt", ch.Attempts)
-		return nil
+		return validationResult{ch: ch, authz: authz}
 	}
 
 	var ve *ValidationError
@@ -133,20 +154,37 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge) error {
 		ch.NextAttempt = now.Add(ca.cfg.RetryBackoff << (ch.Attempts - 1))
 		ca.log.Info("validation will be retried", "challenge", ch.ID, "identifier", authz.Identifier.Value,
 			"attempt", ch.Attempts, "error", ve.Error(), "next", ch.NextAttempt)
-		return ca.store.UpdateChallenge(ctx, ch, StatusProcessing)
+		if err := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); err != nil {
+			return validationResult{err: err}
+		}
+		authz.Challenges = replaceChallenge(authz.Challenges, ch)
+		return validationResult{ch: ch, authz: authz}
 	}
 	ch.Status = StatusInvalid
 	if err := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); err != nil {
-		return err
+		return validationResult{err: err}
 	}
 	authz.Status = StatusInvalid
 	authz.UpdatedAt = now
-	if err := ca.store.UpdateAuthorization(ctx, authz, StatusPending); err != nil && !errors.Is(err, storage.ErrConflict) {
-		return err
+	authz.Challenges = replaceChallenge(authz.Challenges, ch)
+	if err := ca.store.UpdateAuthorization(ctx, authz, StatusPending); err != nil {
+		return validationResult{err: err}
 	}
 	ca.log.Info("challenge invalid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 		"type", ch.Type, "attempts", ch.Attempts, "error", ve.Error())
-	return nil
+	return validationResult{ch: ch, authz: authz}
+}
+
+// replaceChallenge returns a copy of chs with the challenge of c's ID replaced.
+func replaceChallenge(chs []*storage.Challenge, c *storage.Challenge) []*storage.Challenge {
+	out := make([]*storage.Challenge, len(chs))
+	for i, x := range chs {
+		if x.ID == c.ID {
+			x = c
+		}
+		out[i] = x
+	}
+	return out
 }
 
 // validationProblem turns a validation failure into the problem stored on the

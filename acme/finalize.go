@@ -34,7 +34,8 @@ func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *j
 	if perr := preflightCSR(csrDER, o, accountKey); perr != nil {
 		return nil, perr
 	}
-	from := o.Status
+	// A ready order is stored as pending: see refreshOrder.
+	from := StatusPending
 	processing := *o
 	processing.Status = StatusProcessing
 	processing.CSR = csrDER
@@ -141,7 +142,7 @@ func (ca *CA) issuanceFailed(ctx context.Context, o *storage.Order, err error) e
 	next.UpdatedAt = ca.now()
 	next.LeaseUntil = time.Time{}
 	if retry {
-		next.Status = StatusReady
+		next.Status = StatusPending // ready again, as derived from its authorizations
 		next.CSR = nil
 	} else {
 		next.Status = StatusInvalid
@@ -181,7 +182,7 @@ func (ca *CA) resumeFinalize(ctx context.Context, o *storage.Order) {
 	}
 	if len(o.CSR) == 0 {
 		next := *o
-		next.Status, next.LeaseUntil = StatusReady, time.Time{}
+		next.Status, next.LeaseUntil = StatusPending, time.Time{}
 		ca.store.UpdateOrder(ctx, &next, StatusProcessing)
 		return
 	}

@@ -175,8 +175,11 @@ func (ca *CA) Order(ctx context.Context, acct *storage.Account, id string) (*sto
 	return ca.refreshOrder(ctx, o)
 }
 
-// refreshOrder derives a pending or ready order's status from its
-// authorizations and its expiry, and writes a change back conditionally.
+// refreshOrder derives a pending order's status from its authorizations and
+// its expiry. "ready" is never stored: it is "pending" with every authorization
+// valid, so reading an order writes nothing in the common case, and finalize
+// moves the stored "pending" to "processing". A failure (an authorization gone
+// bad, the order expired) is final and is written back conditionally.
 func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Order, error) {
 	if o.Status != StatusPending && o.Status != StatusReady {
 		return o, nil
@@ -193,15 +196,13 @@ func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Orde
 		}
 		for _, a := range authzs {
 			status := a.Status
-			if status == StatusPending && now.After(a.Expires) {
+			if (status == StatusPending || status == StatusValid) && now.After(a.Expires) {
 				status = StatusExpired
 			}
 			switch status {
 			case StatusValid:
 			case StatusPending:
-				if want == StatusReady {
-					want = StatusPending
-				}
+				want = StatusPending
 			default:
 				want = StatusInvalid
 				errProblem = Unauthorized("authorization for %s is %s", a.Identifier.Value, status)
@@ -211,18 +212,16 @@ func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Orde
 			}
 		}
 	}
-	if want == o.Status {
-		return o, nil
+	derived := *o
+	derived.Status = want
+	if want != StatusInvalid {
+		return &derived, nil
 	}
-	updated := *o
-	updated.Status = want
-	updated.UpdatedAt = now
-	if errProblem != nil {
-		updated.Error = problemJSON(errProblem)
-	}
-	if err := ca.store.UpdateOrder(ctx, &updated, o.Status); err != nil {
+	derived.UpdatedAt = now
+	derived.Error = problemJSON(errProblem)
+	if err := ca.store.UpdateOrder(ctx, &derived, o.Status); err != nil {
 		if errors.Is(err, storage.ErrConflict) {
-			// Someone else moved it (a finalize, or another refresh): read again.
+			// Someone else moved it (a finalize won): read again.
 			fresh, gerr := ca.store.GetOrder(ctx, o.ID)
 			if gerr != nil {
 				return nil, storeErr(gerr, "order")
@@ -231,7 +230,7 @@ func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Orde
 		}
 		return nil, ServerInternal(err, "storage error updating the order")
 	}
-	return &updated, nil
+	return &derived, nil
 }
 
 // Authorization returns an account's authorization, marking a pending one

@@ -82,18 +82,9 @@ func (s *Server) verifyPOST(r *http.Request, mode keyMode) (*signedRequest, erro
 	// The outer structure: flattened JSON with exactly these three members. A
 	// "header" member (unprotected header) or "signatures" (general
 	// serialization) is refused, though go-jose would accept both.
-	var outer map[string]json.RawMessage
-	if err := decodeStrict(body, &outer); err != nil {
-		return nil, acme.Malformed("request body is not a JWS: %v", err)
-	}
-	for k := range outer {
-		if k != "protected" && k != "payload" && k != "signature" {
-			return nil, acme.Malformed("JWS member %q is not allowed: use the flattened JSON serialization with a protected header only", k)
-		}
-	}
-	var jws flattenedJWS
-	if err := decodeStrict(body, &jws); err != nil {
-		return nil, acme.Malformed("JWS members must be strings: %v", err)
+	jws, err := parseFlattened(body)
+	if err != nil {
+		return nil, err
 	}
 	if jws.Protected == "" {
 		return nil, acme.Malformed("JWS lacks a protected header")
@@ -170,6 +161,35 @@ func (s *Server) verifyPOST(r *http.Request, mode keyMode) (*signedRequest, erro
 	req.payload = payload
 	req.postAsGet = jws.Payload == ""
 	return req, nil
+}
+
+// parseFlattened reads the outer JWS: a JSON object with exactly the members
+// protected, payload and signature, each a string. A "header" member
+// (unprotected header) or "signatures" (general serialization) is refused,
+// though go-jose would accept both and merge an unprotected header in.
+func parseFlattened(body []byte) (*flattenedJWS, error) {
+	var members map[string]json.RawMessage
+	if err := decodeStrict(body, &members); err != nil {
+		return nil, acme.Malformed("request body is not a JWS: %v", err)
+	}
+	var jws flattenedJWS
+	for k, v := range members {
+		var dst *string
+		switch k {
+		case "protected":
+			dst = &jws.Protected
+		case "payload":
+			dst = &jws.Payload
+		case "signature":
+			dst = &jws.Signature
+		default:
+			return nil, acme.Malformed("JWS member %q is not allowed: use the flattened JSON serialization with a protected header only", k)
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return nil, acme.Malformed("JWS member %q must be a string", k)
+		}
+	}
+	return &jws, nil
 }
 
 // algMatchesKey refuses an algorithm the key cannot make (RFC 8555 6.2).

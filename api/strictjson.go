@@ -1,32 +1,33 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strings"
+	"sync"
+	"unicode/utf8"
 )
 
 // decodeStrict decodes JSON into v the way a protocol that signs its messages
 // needs: duplicate keys anywhere, trailing data, and keys that differ only in
-// case from a field of v are errors. encoding/json alone keeps the last of
+// case from a field name of v are errors. encoding/json alone keeps the last of
 // duplicate keys, matches keys case-insensitively and ignores what follows the
 // first value, each a way for two parsers to read one message differently.
 // Unknown keys are ignored, as RFC 8555 asks of servers.
 func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := walkJSON(dec, 0); err != nil {
+	sc := scanner{data: data, names: fieldNames(reflect.TypeOf(v))}
+	sc.skipSpace()
+	if sc.pos == len(data) {
+		return errors.New("empty JSON")
+	}
+	if err := sc.value(0); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	sc.skipSpace()
+	if sc.pos != len(data) {
 		return errors.New("trailing data after the JSON value")
-	}
-	if err := checkKeyCase(data, reflect.TypeOf(v)); err != nil {
-		return err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		var ute *json.UnmarshalTypeError
@@ -41,98 +42,237 @@ func decodeStrict(data []byte, v any) error {
 // maxDepth bounds nesting, so that a hostile body cannot exhaust the stack.
 const maxDepth = 32
 
-// walkJSON reads one JSON value, refusing duplicate object keys.
-func walkJSON(dec *json.Decoder, depth int) error {
+// scanner checks JSON syntax in one pass without building values: it refuses
+// duplicate object keys, and keys equal to a known field name only when case
+// is ignored.
+type scanner struct {
+	data  []byte
+	pos   int
+	names map[string]string // lower-cased field name -> field name
+}
+
+func (s *scanner) errorf(format string, a ...any) error {
+	return fmt.Errorf("invalid JSON at offset %d: %s", s.pos, fmt.Sprintf(format, a...))
+}
+
+func (s *scanner) skipSpace() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) value(depth int) error {
 	if depth > maxDepth {
 		return errors.New("JSON nested too deeply")
 	}
-	tok, err := dec.Token()
-	if err != nil {
-		if err == io.EOF {
-			return errors.New("empty JSON")
-		}
-		return fmt.Errorf("invalid JSON: %w", err)
+	s.skipSpace()
+	if s.pos >= len(s.data) {
+		return s.errorf("unexpected end")
 	}
-	d, ok := tok.(json.Delim)
-	if !ok {
+	switch c := s.data[s.pos]; {
+	case c == '{':
+		return s.object(depth)
+	case c == '[':
+		return s.array(depth)
+	case c == '"':
+		_, err := s.str()
+		return err
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		return s.number()
+	}
+	return s.errorf("unexpected character %q", s.data[s.pos])
+}
+
+func (s *scanner) object(depth int) error {
+	s.pos++ // {
+	seen := map[string]bool{}
+	s.skipSpace()
+	if s.pos < len(s.data) && s.data[s.pos] == '}' {
+		s.pos++
 		return nil
 	}
-	switch d {
-	case '{':
-		seen := map[string]bool{}
-		for dec.More() {
-			k, err := dec.Token()
-			if err != nil {
-				return fmt.Errorf("invalid JSON: %w", err)
-			}
-			key := k.(string)
-			if seen[key] {
-				return fmt.Errorf("duplicate key %q", key)
-			}
-			seen[key] = true
-			if err := walkJSON(dec, depth+1); err != nil {
-				return err
-			}
+	for {
+		s.skipSpace()
+		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+			return s.errorf("want an object key")
 		}
-	case '[':
-		for dec.More() {
-			if err := walkJSON(dec, depth+1); err != nil {
-				return err
-			}
+		key, err := s.str()
+		if err != nil {
+			return err
+		}
+		if seen[key] {
+			return fmt.Errorf("duplicate key %q", key)
+		}
+		seen[key] = true
+		if name, ok := s.names[strings.ToLower(key)]; ok && name != key {
+			return fmt.Errorf("key %q: keys are case-sensitive (the field is %q)", key, name)
+		}
+		s.skipSpace()
+		if s.pos >= len(s.data) || s.data[s.pos] != ':' {
+			return s.errorf("want ':'")
+		}
+		s.pos++
+		if err := s.value(depth + 1); err != nil {
+			return err
+		}
+		s.skipSpace()
+		if s.pos >= len(s.data) {
+			return s.errorf("unexpected end in object")
+		}
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return nil
+		default:
+			return s.errorf("want ',' or '}'")
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing delimiter
-		return fmt.Errorf("invalid JSON: %w", err)
+}
+
+func (s *scanner) array(depth int) error {
+	s.pos++ // [
+	s.skipSpace()
+	if s.pos < len(s.data) && s.data[s.pos] == ']' {
+		s.pos++
+		return nil
+	}
+	for {
+		if err := s.value(depth + 1); err != nil {
+			return err
+		}
+		s.skipSpace()
+		if s.pos >= len(s.data) {
+			return s.errorf("unexpected end in array")
+		}
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			return nil
+		default:
+			return s.errorf("want ',' or ']'")
+		}
+	}
+}
+
+// str reads a string and returns its value; only strings with escapes are
+// decoded through encoding/json.
+func (s *scanner) str() (string, error) {
+	start := s.pos
+	s.pos++ // opening quote
+	escaped := false
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		switch {
+		case c == '"':
+			s.pos++
+			raw := s.data[start:s.pos]
+			if !escaped {
+				if !utf8.Valid(raw) {
+					return "", s.errorf("invalid UTF-8 in a string")
+				}
+				return string(raw[1 : len(raw)-1]), nil
+			}
+			var out string
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return "", s.errorf("bad string: %v", err)
+			}
+			return out, nil
+		case c == '\\':
+			escaped = true
+			s.pos += 2
+		case c < 0x20:
+			return "", s.errorf("control character in a string")
+		default:
+			s.pos++
+		}
+	}
+	return "", s.errorf("unterminated string")
+}
+
+func (s *scanner) literal(word string) error {
+	if len(s.data)-s.pos < len(word) || string(s.data[s.pos:s.pos+len(word)]) != word {
+		return s.errorf("bad literal")
+	}
+	s.pos += len(word)
+	return nil
+}
+
+func (s *scanner) number() error {
+	start := s.pos
+	if s.data[s.pos] == '-' {
+		s.pos++
+	}
+	digits := func() int {
+		n := 0
+		for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
+			s.pos++
+			n++
+		}
+		return n
+	}
+	if s.pos < len(s.data) && s.data[s.pos] == '0' {
+		s.pos++
+	} else if digits() == 0 {
+		return s.errorf("bad number")
+	}
+	if s.pos < len(s.data) && s.data[s.pos] == '.' {
+		s.pos++
+		if digits() == 0 {
+			return s.errorf("bad number")
+		}
+	}
+	if s.pos < len(s.data) && (s.data[s.pos] == 'e' || s.data[s.pos] == 'E') {
+		s.pos++
+		if s.pos < len(s.data) && (s.data[s.pos] == '+' || s.data[s.pos] == '-') {
+			s.pos++
+		}
+		if digits() == 0 {
+			return s.errorf("bad number")
+		}
+	}
+	if s.pos == start {
+		return s.errorf("bad number")
 	}
 	return nil
 }
 
-// checkKeyCase refuses object keys that match a struct field of t only when
-// case is ignored, recursing into nested structs, slices and pointers.
-func checkKeyCase(data []byte, t reflect.Type) error {
-	for t.Kind() == reflect.Pointer {
+var namesCache sync.Map // reflect.Type -> map[string]string
+
+// fieldNames maps the lower-cased JSON names of t's struct fields, nested
+// structs included, to the names themselves.
+func fieldNames(t reflect.Type) map[string]string {
+	if v, ok := namesCache.Load(t); ok {
+		return v.(map[string]string)
+	}
+	names := map[string]string{}
+	collectNames(t, names, map[reflect.Type]bool{})
+	namesCache.Store(t, names)
+	return names
+}
+
+func collectNames(t reflect.Type, names map[string]string, seen map[reflect.Type]bool) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
 		t = t.Elem()
 	}
-	switch t.Kind() {
-	case reflect.Slice, reflect.Array:
-		if t.Elem().Kind() == reflect.Uint8 {
-			return nil
-		}
-		var items []json.RawMessage
-		if json.Unmarshal(data, &items) != nil {
-			return nil // a type error json.Unmarshal will report
-		}
-		for _, it := range items {
-			if err := checkKeyCase(it, t.Elem()); err != nil {
-				return err
-			}
-		}
-	case reflect.Struct:
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(data, &obj) != nil {
-			return nil
-		}
-		fields := jsonFields(t)
-		for key, raw := range obj {
-			if ft, ok := fields[key]; ok {
-				if err := checkKeyCase(raw, ft); err != nil {
-					return err
-				}
-				continue
-			}
-			for name := range fields {
-				if strings.EqualFold(name, key) {
-					return fmt.Errorf("key %q: keys are case-sensitive (the field is %q)", key, name)
-				}
-			}
-		}
+	if t.Kind() != reflect.Struct || seen[t] {
+		return
 	}
-	return nil
-}
-
-// jsonFields maps a struct's JSON names to their types.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
+	seen[t] = true
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		if !f.IsExported() {
@@ -148,7 +288,7 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 				name = n
 			}
 		}
-		out[name] = f.Type
+		names[strings.ToLower(name)] = name
+		collectNames(f.Type, names, seen)
 	}
-	return out
 }

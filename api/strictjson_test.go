@@ -31,6 +31,17 @@ func TestDecodeStrict(t *testing.T) {
 		``:                                    "empty JSON",
 		`{"url":1}`:                           `field "url"`,
 		strings.Repeat("[", 100) + strings.Repeat("]", 100): "nested too deeply",
+		`{"url":"a","\u0075rl":"b"}`:                        `duplicate key "url"`,
+		`{"url":"a\x"}`:                                     "bad string",
+		"{\"url\":\"a\x01\"}":                               "control character",
+		`{"url":"a",}`:                                      "want an object key",
+		`{"items":[1,]}`:                                    "unexpected character",
+		`{"n":01}`:                                          "want ','",
+		`{"n":1.}`:                                          "bad number",
+		`{"n":-}`:                                           "bad number",
+		`{"n":tru}`:                                         "bad literal",
+		`{"url":"a"`:                                        "unexpected end",
+		"{\"url\":\"\xff\"}":                                "invalid UTF-8",
 	} {
 		var o outer
 		err := decodeStrict([]byte(body), &o)

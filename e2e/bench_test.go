@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -21,7 +22,28 @@ import (
 	legolog "github.com/go-acme/lego/v5/log"
 )
 
-var benchFlows = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
+var (
+	benchFlows   = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
+	benchProfile = flag.String("server-profile", "", "write a 5 s CPU profile of the server during the concurrency=16 run to this file")
+)
+
+// captureProfile saves a CPU profile of the running server from its admin
+// listener.
+func captureProfile(b testing.TB, ca *CA, path string) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=5", ca.AdminPort))
+	if err != nil {
+		b.Errorf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Errorf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
+}
 
 // BenchmarkACMEFlows is `make bench-acme`: lego clients run complete flows (new
 // order, http-01 validated for real over loopback, finalize with a fresh P-256
@@ -36,13 +58,21 @@ func BenchmarkACMEFlows(b *testing.B) {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			clients := make([]*lego.Client, conc)
 			for i := range clients {
-				c, u := legoClient(b, ca, newKey(b))
+				c, u := legoClient(b, ca, newKey(b), func(cfg *lego.Config) {
+					// lego paces its authorization fetches for Let's Encrypt's
+					// rate limits (18 requests/s: 55 ms per authorization); a
+					// load generator for our own CA lifts that.
+					cfg.Certificate.OverallRequestLimit = 1000
+				})
 				register(b, c, u)
 				clients[i] = c
 			}
 			// One warm-up flow per client, outside the measurement.
 			for i, c := range clients {
 				obtain(b, c, fmt.Sprintf("warm%d-%d.bench.anvil-e2e.com", conc, i))
+			}
+			if *benchProfile != "" && conc == 16 {
+				go captureProfile(b, ca, *benchProfile)
 			}
 			var next atomic.Int64
 			lat := make([]time.Duration, *benchFlows)

@@ -53,18 +53,19 @@ func repoRoot() string {
 
 // CA is a running `anvil serve` and everything around it.
 type CA struct {
-	t        testing.TB
-	Dir      string // working directory, with var/dev as `make run` leaves it
-	BaseURL  string
-	DirURL   string
-	Roots    *x509.CertPool
-	RootPEM  string // path of the dev root
-	HTTPPort int    // where validation looks for http-01
-	TLSPort  int    // where validation looks for tls-alpn-01
-	DNS      *DNSServer
-	opts     caOptions
-	cfgPath  string
-	logPath  string
+	t         testing.TB
+	Dir       string // working directory, with var/dev as `make run` leaves it
+	BaseURL   string
+	DirURL    string
+	Roots     *x509.CertPool
+	RootPEM   string // path of the dev root
+	HTTPPort  int    // where validation looks for http-01
+	TLSPort   int    // where validation looks for tls-alpn-01
+	AdminPort int    // /metrics, /health, /debug/pprof
+	DNS       *DNSServer
+	opts      caOptions
+	cfgPath   string
+	logPath   string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -74,6 +75,14 @@ type CA struct {
 type caOptions struct {
 	extraYAML string // appended to serve.yaml (extra top-level sections)
 	acmeYAML  string // appended inside the acme section
+	logLevel  string
+}
+
+func levelOr(l string) string {
+	if l == "" {
+		return "info"
+	}
+	return l
 }
 
 // CAOption changes the server configuration.
@@ -109,7 +118,7 @@ func NewCA(t testing.TB, opts ...CAOption) *CA {
 		t.Fatalf("dev root: %v", err)
 	}
 	port := freePort(t)
-	ca.HTTPPort, ca.TLSPort = freePort(t), freePort(t)
+	ca.HTTPPort, ca.TLSPort, ca.AdminPort = freePort(t), freePort(t), freePort(t)
 	ca.BaseURL = fmt.Sprintf("https://localhost:%d", port)
 	ca.DirURL = ca.BaseURL + "/directory"
 	ca.cfgPath = filepath.Join(dir, "serve.yaml")
@@ -138,6 +147,7 @@ func tail(s string, lines int) string {
 var serveTemplate = template.Must(template.New("serve").Parse(`
 listen: 127.0.0.1:{{.Port}}
 base_url: https://localhost:{{.Port}}
+admin_listen: 127.0.0.1:{{.AdminPort}}
 tls:
   cert: var/dev/pki/server.pem
   key: var/dev/pki/server.key
@@ -192,15 +202,15 @@ validation:
 nonce:
   key_file: var/dev/nonce.key
 log:
-  level: info
+  level: {{.Level}}
 {{.Extra}}
 `))
 
 func (ca *CA) writeConfig(port int) {
 	var b bytes.Buffer
 	err := serveTemplate.Execute(&b, map[string]any{
-		"Port": port, "DNS": ca.DNS.Addr, "HTTPPort": ca.HTTPPort, "TLSPort": ca.TLSPort,
-		"ACME": indent(ca.opts.acmeYAML, "  "), "Extra": ca.opts.extraYAML,
+		"Port": port, "AdminPort": ca.AdminPort, "DNS": ca.DNS.Addr, "HTTPPort": ca.HTTPPort, "TLSPort": ca.TLSPort,
+		"ACME": indent(ca.opts.acmeYAML, "  "), "Extra": ca.opts.extraYAML, "Level": levelOr(ca.opts.logLevel),
 	})
 	if err != nil {
 		ca.t.Fatal(err)

@@ -40,12 +40,15 @@ func newKey(t testing.TB) crypto.Signer {
 
 // legoClient makes a lego client for an account key, solving http-01 through
 // the test's responder on the port the server validates.
-func legoClient(t testing.TB, ca *CA, key crypto.Signer) (*lego.Client, *legoUser) {
+func legoClient(t testing.TB, ca *CA, key crypto.Signer, mutate ...func(*lego.Config)) (*lego.Client, *legoUser) {
 	t.Helper()
 	user := &legoUser{key: key}
 	cfg := lego.NewConfig(user)
 	cfg.CADirURL = ca.DirURL
 	cfg.HTTPClient = ca.HTTPClient()
+	for _, m := range mutate {
+		m(cfg)
+	}
 	client, err := lego.NewClient(cfg)
 	if err != nil {
 		t.Fatalf("lego client: %v", err)
