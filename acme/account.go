@@ -43,7 +43,9 @@ const maxContacts = 10
 
 // NewAccount finds the account of key or, unless only an existing one is wanted,
 // creates it. created says which happened (201 or 200).
-func (ca *CA) NewAccount(ctx context.Context, key *jose.JSONWebKey, req NewAccountRequest, remoteIP string) (*storage.Account, bool, error) {
+// newAccountURL is where the request was sent, which an External Account
+// Binding must name.
+func (ca *CA) NewAccount(ctx context.Context, key *jose.JSONWebKey, req NewAccountRequest, remoteIP, newAccountURL string) (*storage.Account, bool, error) {
 	keyID, err := KeyID(key)
 	if err != nil {
 		return nil, false, BadPublicKey("cannot compute the key's thumbprint: %v", err)
@@ -69,6 +71,19 @@ func (ca *CA) NewAccount(ctx context.Context, key *jose.JSONWebKey, req NewAccou
 	if perr != nil {
 		return nil, false, perr
 	}
+	var eab *storage.EABKey
+	hasEAB := len(req.ExternalAccountBinding) > 0 && string(req.ExternalAccountBinding) != "null"
+	switch {
+	case hasEAB:
+		if eab, err = ca.verifyEAB(ctx, req.ExternalAccountBinding, key, newAccountURL); err != nil {
+			return nil, false, err
+		}
+	case ca.cfg.ExternalAccountRequired:
+		return nil, false, ExternalAccountRequired("this CA requires an external account binding: ask its operators for a key ID and MAC key")
+	}
+	if err := ca.limitAccounts(ctx, remoteIP); err != nil {
+		return nil, false, err
+	}
 	keyJSON, err := key.MarshalJSON()
 	if err != nil {
 		return nil, false, BadPublicKey("cannot encode the key: %v", err)
@@ -82,6 +97,19 @@ func (ca *CA) NewAccount(ctx context.Context, key *jose.JSONWebKey, req NewAccou
 		TermsAgreed: req.TermsOfServiceAgreed,
 		CreatedIP:   remoteIP,
 		CreatedAt:   ca.now(),
+	}
+	if eab != nil {
+		// Bind first: a key binds at most one account, and losing that race
+		// must stop the account from being made. If creating the account then
+		// fails, the key stays bound to an account that does not exist and the
+		// operator issues a new one; that is the safe way round.
+		acct.EABKeyID = eab.ID
+		if err := ca.store.BindEABKey(ctx, eab.ID, acct.ID); err != nil {
+			if errors.Is(err, storage.ErrConflict) {
+				return nil, false, Unauthorized("external account key %q is already bound or revoked", eab.ID)
+			}
+			return nil, false, ServerInternal(err, "storage error binding the EAB key")
+		}
 	}
 	if err := ca.store.CreateAccount(ctx, acct); err != nil {
 		if errors.Is(err, storage.ErrConflict) {

@@ -86,7 +86,7 @@ func newEnv(t *testing.T, mutate ...func(*acme.Config)) *env {
 	t.Cleanup(ca.Wait)
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	key := &jose.JSONWebKey{Key: priv.Public()}
-	acct, created, err := ca.NewAccount(context.Background(), key, acme.NewAccountRequest{TermsOfServiceAgreed: true}, "127.0.0.1")
+	acct, created, err := ca.NewAccount(context.Background(), key, acme.NewAccountRequest{TermsOfServiceAgreed: true}, "127.0.0.1", "")
 	if err != nil || !created {
 		t.Fatalf("new account: %v %v", created, err)
 	}
@@ -294,10 +294,10 @@ func TestAccounts(t *testing.T) {
 	ctx := context.Background()
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	key := &jose.JSONWebKey{Key: priv.Public()}
-	if _, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{}, ""); problemType(err) != "malformed" {
+	if _, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{}, "", ""); problemType(err) != "malformed" {
 		t.Fatalf("without agreeing to the terms: %v", err)
 	}
-	if _, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{OnlyReturnExisting: true}, ""); problemType(err) != "accountDoesNotExist" {
+	if _, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{OnlyReturnExisting: true}, "", ""); problemType(err) != "accountDoesNotExist" {
 		t.Fatalf("onlyReturnExisting: %v", err)
 	}
 	for contact, want := range map[string]string{
@@ -307,16 +307,16 @@ func TestAccounts(t *testing.T) {
 		"mailto:a@b.example?subject=x": "invalidContact",
 		"mailto:a@bad_domain":          "invalidContact",
 	} {
-		_, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true, Contact: []string{contact}}, "")
+		_, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true, Contact: []string{contact}}, "", "")
 		if problemType(err) != want {
 			t.Errorf("contact %q: got %v, want %s", contact, err, want)
 		}
 	}
-	acct, created, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true, Contact: []string{"mailto:pki@example.com"}}, "")
+	acct, created, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true, Contact: []string{"mailto:pki@example.com"}}, "", "")
 	if err != nil || !created {
 		t.Fatal(err)
 	}
-	again, created, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true}, "")
+	again, created, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true}, "", "")
 	if err != nil || created || again.ID != acct.ID {
 		t.Fatalf("same key again: %v created=%v", err, created)
 	}
@@ -326,7 +326,7 @@ func TestAccounts(t *testing.T) {
 	if _, _, err := e.ca.Account(ctx, acct.ID); problemType(err) != "unauthorized" {
 		t.Fatalf("deactivated account used: %v", err)
 	}
-	if _, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true}, ""); problemType(err) != "unauthorized" {
+	if _, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true}, "", ""); problemType(err) != "unauthorized" {
 		t.Fatalf("newAccount with a deactivated account's key: %v", err)
 	}
 }

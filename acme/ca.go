@@ -40,8 +40,9 @@ const (
 // across the network.
 type Issuer interface {
 	Issue(ctx context.Context, req issuance.Request) (*issuance.Issued, error)
-	// Chain returns the DER certificates to serve after a leaf of the issuer.
-	Chain(issuer string) ([][]byte, bool)
+	// Chains returns the chains of DER certificates to serve after a leaf of the
+	// issuer: the default first, then alternates.
+	Chains(issuer string) ([][][]byte, bool)
 	// ProfileNames lists the certificate profiles, default first.
 	ProfileNames() []ProfileInfo
 }
@@ -97,6 +98,25 @@ type Config struct {
 	MaxConcurrentValidations int
 	// CAA turns CAA checking on (RFC 8659); off for closed internal networks.
 	CAA bool
+	// CAARecheckAfter: at finalize, CAA is checked again for names validated
+	// longer ago than this (default 8 hours, as the Baseline Requirements ask).
+	CAARecheckAfter time.Duration
+
+	// ReuseAuthorizations lets a new order use the account's valid
+	// authorization for a name instead of asking for a new validation.
+	ReuseAuthorizations bool
+	// PreAuthorization offers newAuthz (RFC 8555 7.4.1).
+	PreAuthorization bool
+	// ExternalAccountRequired refuses new accounts without an External Account
+	// Binding (RFC 8555 7.3.4).
+	ExternalAccountRequired bool
+	// OrdersPerPage is the page size of an account's orders list (default 50).
+	OrdersPerPage int
+	// RateLimits protect the CA and its HSM; zero limits are off.
+	RateLimits RateLimits
+	// OnRevoke, when set, is told the issuer of each revoked certificate (the
+	// CRL publisher regenerates soon after).
+	OnRevoke func(issuer string)
 
 	// AccountURL builds an account's URL, which CAA accounturi names.
 	AccountURL func(id string) string
@@ -115,6 +135,10 @@ func (c *Config) setDefaults() {
 	def(&c.ValidAuthzLifetime, 30*24*time.Hour)
 	def(&c.RetryBackoff, 2*time.Second)
 	def(&c.ValidationLease, time.Minute)
+	def(&c.CAARecheckAfter, 8*time.Hour)
+	if c.OrdersPerPage <= 0 {
+		c.OrdersPerPage = 50
+	}
 	if c.MaxIdentifiers <= 0 {
 		c.MaxIdentifiers = 100
 	}

@@ -191,7 +191,7 @@ func replaceChallenge(chs []*storage.Challenge, c *storage.Challenge) []*storage
 // challenge.
 func validationProblem(ve *ValidationError) *Problem {
 	status := http.StatusBadRequest
-	if ve.Type == "unauthorized" {
+	if ve.Type == "unauthorized" || ve.Type == "caa" {
 		status = http.StatusForbidden
 	}
 	return &Problem{Type: ProblemNS + ve.Type, Detail: ve.Detail, Status: status}

@@ -34,6 +34,9 @@ func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *j
 	if perr := preflightCSR(csrDER, o, accountKey); perr != nil {
 		return nil, perr
 	}
+	if err := ca.recheckCAA(ctx, acct, o); err != nil {
+		return nil, err
+	}
 	// A ready order is stored as pending: see refreshOrder.
 	from := StatusPending
 	processing := *o
@@ -48,6 +51,45 @@ func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *j
 		return nil, ServerInternal(err, "storage error finalizing the order")
 	}
 	return ca.issue(ctx, &processing)
+}
+
+// recheckCAA checks CAA again for names whose validation is older than
+// Config.CAARecheckAfter (RFC 8555 leaves when; the Baseline Requirements ask
+// for a check within eight hours of issuance).
+func (ca *CA) recheckCAA(ctx context.Context, acct *storage.Account, o *storage.Order) error {
+	if !ca.cfg.CAA {
+		return nil
+	}
+	authzs, err := ca.store.GetAuthorizations(ctx, o.AuthzIDs)
+	if err != nil {
+		return ServerInternal(err, "storage error reading authorizations")
+	}
+	now := ca.now()
+	for _, a := range authzs {
+		if a.Identifier.Type != "dns" {
+			continue
+		}
+		var validated time.Time
+		method := ""
+		for _, c := range a.Challenges {
+			if c.Status == StatusValid && c.Validated.After(validated) {
+				validated, method = c.Validated, c.Type
+			}
+		}
+		if now.Sub(validated) <= ca.cfg.CAARecheckAfter {
+			continue
+		}
+		if err := ca.validator.CheckCAA(ctx, a.Identifier.Value, a.Wildcard, ca.cfg.AccountURL(acct.ID), method); err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) {
+				p := validationProblem(ve)
+				p.Detail = "CAA rechecked at finalize: " + p.Detail
+				return p
+			}
+			return ServerInternal(err, "CAA recheck failed")
+		}
+	}
+	return nil
 }
 
 // preflightCSR makes the checks the front end can make without trusting the
@@ -193,8 +235,9 @@ func (ca *CA) resumeFinalize(ctx context.Context, o *storage.Order) {
 	ca.log.Info("finalize resumed: issued", "order", o.ID)
 }
 
-// Certificate returns an issued certificate and the chain to serve after it.
-func (ca *CA) Certificate(ctx context.Context, serial string) ([]byte, [][]byte, error) {
+// Certificate returns an issued certificate and the chains that may be served
+// after it, the default first.
+func (ca *CA) Certificate(ctx context.Context, serial string) ([]byte, [][][]byte, error) {
 	c, err := ca.store.GetCertificate(ctx, serial)
 	if err != nil {
 		return nil, nil, storeErr(err, "certificate")
@@ -202,11 +245,11 @@ func (ca *CA) Certificate(ctx context.Context, serial string) ([]byte, [][]byte,
 	if c.DER == nil {
 		return nil, nil, NotFound("no such certificate")
 	}
-	chain, ok := ca.issuer.Chain(c.Issuer)
+	chains, ok := ca.issuer.Chains(c.Issuer)
 	if !ok {
 		return nil, nil, ServerInternal(fmt.Errorf("no issuer %q", c.Issuer), "issuer of certificate unknown")
 	}
-	return c.DER, chain, nil
+	return c.DER, chains, nil
 }
 
 // Ledger adapts a Store to issuance.Ledger. The requester of an issuance is the

@@ -37,6 +37,17 @@ func (ca *CA) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderR
 	if perr != nil {
 		return nil, perr
 	}
+	if err := ca.checkEABPolicy(ctx, acct, idents); err != nil {
+		return nil, err
+	}
+	if err := ca.limitOrders(ctx, acct.ID, idents); err != nil {
+		return nil, err
+	}
+	if req.Replaces != "" {
+		if err := ca.checkReplaces(ctx, acct, req.Replaces, idents); err != nil {
+			return nil, err
+		}
+	}
 
 	now := ca.now()
 	order := &storage.Order{
@@ -45,6 +56,7 @@ func (ca *CA) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderR
 		Status:      StatusPending,
 		Identifiers: make([]Identifier, 0, len(idents)),
 		Profile:     req.Profile,
+		Replaces:    req.Replaces,
 		Expires:     now.Add(ca.cfg.OrderLifetime),
 		CreatedAt:   now,
 		UpdatedAt:   now,
@@ -52,6 +64,13 @@ func (ca *CA) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderR
 	var authzs []*storage.Authorization
 	for _, id := range idents {
 		order.Identifiers = append(order.Identifiers, id.ident)
+		if reused := ca.reusableAuthorization(ctx, acct.ID, id, now); reused != nil {
+			order.AuthzIDs = append(order.AuthzIDs, reused.ID)
+			if reused.Expires.Before(order.Expires) {
+				order.Expires = reused.Expires
+			}
+			continue
+		}
 		authz, perr := ca.newAuthorization(acct.ID, id, now)
 		if perr != nil {
 			return nil, perr
@@ -66,6 +85,24 @@ func (ca *CA) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderR
 		return nil, ServerInternal(err, "storage error creating the order")
 	}
 	return order, nil
+}
+
+// minReuseLeft is how long a reused authorization must still be valid: long
+// enough to finish an order started now.
+const minReuseLeft = 24 * time.Hour
+
+// reusableAuthorization finds the account's valid authorization for an
+// identifier, when reuse is on.
+func (ca *CA) reusableAuthorization(ctx context.Context, accountID string, id checkedIdent, now time.Time) *storage.Authorization {
+	if !ca.cfg.ReuseAuthorizations {
+		return nil
+	}
+	base := Identifier{Type: id.ident.Type, Value: strings.TrimPrefix(id.ident.Value, "*.")}
+	a, err := ca.store.FindValidAuthorization(ctx, accountID, base, id.wildcard, now.Add(minReuseLeft))
+	if err != nil {
+		return nil
+	}
+	return a
 }
 
 func (ca *CA) hasProfile(name string) bool {

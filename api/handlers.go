@@ -103,7 +103,7 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 	if err := req.decodePayload(&body); err != nil {
 		return err
 	}
-	acct, created, err := s.cfg.CA.NewAccount(r.Context(), req.jwk, body, remoteIP(r))
+	acct, created, err := s.cfg.CA.NewAccount(r.Context(), req.jwk, body, remoteIP(r), s.url(newAccountPath))
 	if err != nil {
 		return err
 	}
@@ -265,11 +265,12 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) retryAfterIf(w http.ResponseWriter, cond bool) {
 	if cond {
-		w.Header().Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", strconvSeconds(s.cfg.RetryAfter))
 	}
 }
 
-// certificate serves a certificate chain (POST-as-GET).
+// certificate serves a certificate chain (POST-as-GET); /acme/cert/{serial}/{n}
+// serves alternate chain n.
 func (s *Server) certificate(w http.ResponseWriter, r *http.Request) error {
 	req, err := s.verifyPOST(r, needKID)
 	if err != nil {
@@ -288,13 +289,31 @@ func (s *Server) certificateGET(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) writeChain(w http.ResponseWriter, r *http.Request) error {
-	der, chain, err := s.cfg.CA.Certificate(r.Context(), mux.Vars(r)["serial"])
+	serial := mux.Vars(r)["serial"]
+	der, chains, err := s.cfg.CA.Certificate(r.Context(), serial)
 	if err != nil {
 		return err
 	}
-	var out []byte
-	out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	for _, c := range chain {
+	which := 0
+	if alt := mux.Vars(r)["alt"]; alt != "" {
+		n, err := strconv.Atoi(alt)
+		if err != nil || n < 1 || n >= len(chains) {
+			return acme.NotFound("no alternate chain %s", alt)
+		}
+		which = n
+	}
+	for i := range chains {
+		if i == which {
+			continue
+		}
+		u := s.url(certPath + serial)
+		if i > 0 {
+			u += "/" + strconv.Itoa(i)
+		}
+		w.Header().Add("Link", link(u, "alternate"))
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for _, c := range chains[which] {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
 	}
 	w.Header().Set("Content-Type", "application/pem-certificate-chain")

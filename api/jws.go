@@ -117,7 +117,7 @@ func (s *Server) verifyPOST(r *http.Request, mode keyMode) (*signedRequest, erro
 	case mode == needKID && !hasKID:
 		return nil, acme.Malformed("this request must name its account with kid, not carry a jwk")
 	}
-	if want := s.cfg.BaseURL + r.URL.Path; h.URL != want {
+	if want := s.cfg.BaseURL + r.URL.RequestURI(); h.URL != want {
 		return nil, acme.Unauthorized("the JWS url %q is not the request URL %q", truncate(h.URL, 200), want)
 	}
 

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -24,17 +25,19 @@ import (
 
 // Paths of the ACME resources, below the base URL.
 const (
-	directoryPath  = "/directory"
-	newNoncePath   = "/acme/new-nonce"
-	newAccountPath = "/acme/new-account"
-	newOrderPath   = "/acme/new-order"
-	revokePath     = "/acme/revoke-cert"
-	keyChangePath  = "/acme/key-change"
-	accountPath    = "/acme/acct/"
-	orderPath      = "/acme/order/"
-	authzPath      = "/acme/authz/"
-	challengePath  = "/acme/chall/"
-	certPath       = "/acme/cert/"
+	directoryPath   = "/directory"
+	newNoncePath    = "/acme/new-nonce"
+	newAccountPath  = "/acme/new-account"
+	newOrderPath    = "/acme/new-order"
+	revokePath      = "/acme/revoke-cert"
+	keyChangePath   = "/acme/key-change"
+	accountPath     = "/acme/acct/"
+	orderPath       = "/acme/order/"
+	authzPath       = "/acme/authz/"
+	challengePath   = "/acme/chall/"
+	certPath        = "/acme/cert/"
+	newAuthzPath    = "/acme/new-authz"
+	renewalInfoPath = "/acme/renewal-info/"
 )
 
 // Config assembles a Server.
@@ -50,6 +53,8 @@ type Config struct {
 	Website                 string
 	CAAIdentities           []string
 	ExternalAccountRequired bool
+	// PreAuthorization lists newAuthz in the directory.
+	PreAuthorization bool
 	// RetryAfter is what clients are told to wait while something is processing.
 	RetryAfter time.Duration
 	Logger     *slog.Logger
@@ -90,6 +95,13 @@ func New(cfg Config) (*Server, error) {
 	r.Handle(challengePath+"{id}", s.handle(s.challenge, true)).Methods(http.MethodPost)
 	r.Handle(certPath+"{serial}", s.handle(s.certificate, true)).Methods(http.MethodPost)
 	r.Handle(certPath+"{serial}", s.handle(s.certificateGET, false)).Methods(http.MethodGet)
+	r.Handle(certPath+"{serial}/{alt:[0-9]+}", s.handle(s.certificate, true)).Methods(http.MethodPost)
+	r.Handle(certPath+"{serial}/{alt:[0-9]+}", s.handle(s.certificateGET, false)).Methods(http.MethodGet)
+	r.Handle(keyChangePath, s.handle(s.keyChange, true)).Methods(http.MethodPost)
+	r.Handle(accountPath+"{id}/orders", s.handle(s.accountOrders, true)).Methods(http.MethodPost)
+	r.Handle(revokePath, s.handle(s.revokeCert, true)).Methods(http.MethodPost)
+	r.Handle(newAuthzPath, s.handle(s.newAuthz, true)).Methods(http.MethodPost)
+	r.PathPrefix(renewalInfoPath).Handler(s.handle(s.renewalInfo, false)).Methods(http.MethodGet)
 	r.MethodNotAllowedHandler = s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return acme.MethodNotAllowed("method %s is not allowed here", r.Method)
 	}, false)
@@ -140,7 +152,7 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "problem", p.Type, "detail", p.Detail, "cause", errString(p.Cause))
 	}
 	if p.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((p.RetryAfter+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", strconvSeconds(p.RetryAfter))
 	}
 	if p.Location != "" {
 		w.Header().Set("Location", p.Location)
@@ -148,6 +160,12 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)
 	json.NewEncoder(w).Encode(p)
+}
+
+// strconvSeconds renders a duration as whole seconds, rounded up, for
+// Retry-After.
+func strconvSeconds(d time.Duration) string {
+	return strconv.Itoa(int((d + time.Second - 1) / time.Second))
 }
 
 func errString(err error) string {
@@ -198,12 +216,16 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
 		meta["profiles"] = m
 	}
 	dir := map[string]any{
-		"newNonce":   s.url(newNoncePath),
-		"newAccount": s.url(newAccountPath),
-		"newOrder":   s.url(newOrderPath),
-		"revokeCert": s.url(revokePath),
-		"keyChange":  s.url(keyChangePath),
-		"meta":       meta,
+		"newNonce":    s.url(newNoncePath),
+		"newAccount":  s.url(newAccountPath),
+		"newOrder":    s.url(newOrderPath),
+		"revokeCert":  s.url(revokePath),
+		"keyChange":   s.url(keyChangePath),
+		"renewalInfo": s.url(strings.TrimSuffix(renewalInfoPath, "/")),
+		"meta":        meta,
+	}
+	if s.cfg.PreAuthorization {
+		dir["newAuthz"] = s.url(newAuthzPath)
 	}
 	w.Header().Del("Link")
 	w.Header().Set("Cache-Control", "public, max-age=0, no-cache")

@@ -167,6 +167,9 @@ issuers:
     key: "pkcs11:token=anvil-dev-online;object=int-ecdsa;id=%11"
     issuer_url: http://localhost:14080/pki/int-ecdsa.der
     crl_url: http://localhost:14080/pki/int-ecdsa.crl
+    # For clients that trust Root X2 only: through X1 cross-signed by X2.
+    alternate_chains:
+      - [var/dev/pki/int-ecdsa.pem, var/dev/pki/root-x1-by-x2.pem]
   - name: int-rsa
     certificate: var/dev/pki/int-rsa.pem
     key: "pkcs11:token=anvil-dev-online;object=int-rsa;id=%12"

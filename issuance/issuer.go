@@ -23,13 +23,16 @@ type URLs struct {
 // Issuer is an issuer certificate and the HSM key that matches it. It can only
 // sign through a Prepared issuance.
 type Issuer struct {
-	name   string
-	cert   *x509.Certificate
-	chain  [][]byte // DER, the issuer certificate first, then its issuers; no root
-	signer crypto.Signer
-	sigAlg x509.SignatureAlgorithm
-	hash   crypto.Hash
-	urls   URLs
+	name  string
+	cert  *x509.Certificate
+	chain [][]byte // DER, the issuer certificate first, then its issuers; no root
+	// alternates are other chains to serve after a leaf, such as one through a
+	// cross-signed root (RFC 8555 7.4.2, Link rel="alternate").
+	alternates [][][]byte
+	signer     crypto.Signer
+	sigAlg     x509.SignatureAlgorithm
+	hash       crypto.Hash
+	urls       URLs
 
 	// lintSigner is a throwaway key of the same algorithm, and lintParent a
 	// stand-in parent with the issuer's name and key identifier but the throwaway
@@ -128,6 +131,35 @@ func testSignature(ctx context.Context, signer crypto.Signer, pub crypto.PublicK
 	}
 	return fmt.Errorf("unsupported key type %T", pub)
 }
+
+// AddAlternateChain adds another chain clients may download after a leaf of
+// this issuer. Its first certificate must carry the issuer's name and key (the
+// issuer certificate itself, or a cross-signed twin), each must be signed by the
+// next, so that a client that prefers it gets a chain that works.
+func (i *Issuer) AddAlternateChain(chain ...*x509.Certificate) error {
+	if len(chain) == 0 {
+		return errors.New("empty alternate chain")
+	}
+	first := chain[0]
+	pub, ok := first.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(i.cert.PublicKey) || string(first.RawSubject) != string(i.cert.RawSubject) {
+		return fmt.Errorf("alternate chain of %s: %q does not carry the issuer's name and key", i.name, first.Subject)
+	}
+	for k := 0; k+1 < len(chain); k++ {
+		if err := chain[k].CheckSignatureFrom(chain[k+1]); err != nil {
+			return fmt.Errorf("alternate chain of %s: %q is not signed by %q: %w", i.name, chain[k].Subject, chain[k+1].Subject, err)
+		}
+	}
+	var ders [][]byte
+	for _, c := range chain {
+		ders = append(ders, c.Raw)
+	}
+	i.alternates = append(i.alternates, ders)
+	return nil
+}
+
+// Chains returns the default chain, then the alternates.
+func (i *Issuer) Chains() [][][]byte { return append([][][]byte{i.chain}, i.alternates...) }
 
 // Name is the issuer's configured name.
 func (i *Issuer) Name() string { return i.name }

@@ -348,11 +348,12 @@ func ipStrings(ips []net.IP) []string {
 	return out
 }
 
-// Chain returns the DER certificates served after a leaf from the named issuer.
-func (s *Service) Chain(issuer string) ([][]byte, bool) {
+// Chains returns the chains served after a leaf from the named issuer: the
+// default first, then any alternates.
+func (s *Service) Chains(issuer string) ([][][]byte, bool) {
 	for _, iss := range s.issuers {
 		if iss.name == issuer {
-			return iss.chain, true
+			return iss.Chains(), true
 		}
 	}
 	return nil, false

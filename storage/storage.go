@@ -165,6 +165,8 @@ type Store interface {
 	ListOrderIDs(ctx context.Context, accountID, cursor string, limit int) (ids []string, next string, err error)
 	// CountOrders counts orders the account created since a time.
 	CountOrders(ctx context.Context, accountID string, since time.Time) (int, error)
+	// OrdersReplacing returns the orders whose Replaces is certID (RFC 9773).
+	OrdersReplacing(ctx context.Context, certID string) ([]*Order, error)
 	// ClaimOrders leases up to limit orders in "processing" whose lease ended
 	// before now, setting their lease to now+lease: finalizes whose node died.
 	ClaimOrders(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*Order, error)

@@ -268,6 +268,19 @@ func (s *server) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		for j, files := range ic.AlternateChains {
+			var alt []*x509.Certificate
+			for _, f := range files {
+				c, err := readCertPEM(f)
+				if err != nil {
+					return nil, fmt.Errorf("%s.alternate_chains[%d]: %w", path, j, err)
+				}
+				alt = append(alt, c)
+			}
+			if err := iss.AddAlternateChain(alt...); err != nil {
+				return nil, fmt.Errorf("%s.alternate_chains[%d]: %w", path, j, err)
+			}
+		}
 		s.log.Info("issuer loaded", "issuer", ic.Name, "subject", cert.Subject.String(), "token", tok.Label(), "key", key.Ref().String())
 		out = append(out, iss)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
@@ -73,6 +74,10 @@ type issuerConfig struct {
 	IssuerURL   string   `yaml:"issuer_url"`
 	OCSPURL     string   `yaml:"ocsp_url"`
 	CRLURL      string   `yaml:"crl_url"`
+	// AlternateChains are other chains to offer after a leaf (Link
+	// rel="alternate"), each a list of PEM files starting with this issuer's
+	// certificate or a cross-signed twin of it.
+	AlternateChains [][]string `yaml:"alternate_chains"`
 }
 
 type acmeConfig struct {
@@ -88,7 +93,27 @@ type acmeConfig struct {
 	ValidationAttempts int             `yaml:"validation_attempts"`
 	RetryBackoff       config.Duration `yaml:"retry_backoff"`
 	MaxBodyBytes       int64           `yaml:"max_body_bytes"`
+	// ReuseAuthorizations lets new orders use valid authorizations (default true).
+	ReuseAuthorizations     *bool            `yaml:"reuse_authorizations"`
+	PreAuthorization        bool             `yaml:"pre_authorization"`
+	ExternalAccountRequired bool             `yaml:"external_account_required"`
+	CAARecheckAfter         config.Duration  `yaml:"caa_recheck_after"`
+	OrdersPerPage           int              `yaml:"orders_per_page"`
+	RateLimits              rateLimitsConfig `yaml:"rate_limits"`
 }
+
+type limitConfig struct {
+	Count  int             `yaml:"count"`
+	Period config.Duration `yaml:"period"`
+}
+
+type rateLimitsConfig struct {
+	NewOrdersPerAccount      limitConfig `yaml:"new_orders_per_account"`
+	NewAccountsPerIP         limitConfig `yaml:"new_accounts_per_ip"`
+	FailedValidationsPerName limitConfig `yaml:"failed_validations_per_name"`
+}
+
+func (l limitConfig) limit() acme.Limit { return acme.Limit{Count: l.Count, Period: l.Period.Duration} }
 
 type nonceConfig struct {
 	// KeyFile holds the nonce MAC key (at least 32 bytes), shared by every

@@ -175,3 +175,21 @@ func (s *Store) ClaimOrders(ctx context.Context, now time.Time, lease time.Durat
 	}
 	return orders, nil
 }
+
+// OrdersReplacing returns the orders that name certID in replaces.
+func (s *Store) OrdersReplacing(ctx context.Context, certID string) ([]*storage.Order, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+orderCols+` FROM orders WHERE replaces = ? AND replaces <> '' ORDER BY created_at, id`, certID)
+	if err != nil {
+		return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
+	}
+	defer rows.Close()
+	var out []*storage.Order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}

@@ -213,3 +213,26 @@ func testCountOrders(t *testing.T, s storage.Store) {
 		}
 	}
 }
+
+func testOrdersReplacing(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	a := createAccount(t, s, "k-replacing")
+	none, err := s.OrdersReplacing(ctx, "aki.serial")
+	must(t, err, "orders replacing, none yet")
+	same(t, "orders replacing nothing", len(none), 0)
+	for i, replaces := range []string{"aki.serial", "", "aki.other", "aki.serial"} {
+		az := newAuthz(name("az-repl", i), a.ID, dns(name("repl", i)+".example.com"), "pending", at(time.Hour))
+		o := newOrder(name("o-repl", i), a.ID, "pending", az)
+		o.Replaces = replaces
+		o.CreatedAt = at(time.Duration(i) * time.Minute)
+		must(t, s.CreateOrder(ctx, o, []*storage.Authorization{az}), "create order")
+	}
+	got, err := s.OrdersReplacing(ctx, "aki.serial")
+	must(t, err, "orders replacing")
+	if len(got) != 2 || got[0].ID != name("o-repl", 0) || got[1].ID != name("o-repl", 3) {
+		t.Fatalf("orders replacing aki.serial: %s", dump(got))
+	}
+	empty, err := s.OrdersReplacing(ctx, "")
+	must(t, err, "orders replacing the empty ID")
+	same(t, "orders replacing the empty ID", len(empty), 0)
+}

@@ -34,6 +34,7 @@ var suite = []check{
 	{"ListOrderIDs", testListOrderIDs},
 	{"ListOrderIDsStableCursor", testListOrderIDsStableCursor},
 	{"CountOrders", testCountOrders},
+	{"OrdersReplacing", testOrdersReplacing},
 	{"ClaimOrders", testClaimOrders},
 	{"GetAuthorizations", testGetAuthorizations},
 	{"UpdateAuthorization", testUpdateAuthorization},

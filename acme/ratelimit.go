@@ -1,0 +1,66 @@
+package acme
+
+import (
+	"context"
+	"time"
+)
+
+// Limit allows Count events per Period; a zero Count turns it off.
+type Limit struct {
+	Count  int
+	Period time.Duration
+}
+
+// RateLimits protect the CA and its HSM from one client's flood. They are
+// counted from storage, so they hold across front ends.
+type RateLimits struct {
+	NewOrdersPerAccount      Limit
+	NewAccountsPerIP         Limit
+	FailedValidationsPerName Limit
+}
+
+func (l Limit) on() bool { return l.Count > 0 && l.Period > 0 }
+
+func (ca *CA) limitAccounts(ctx context.Context, ip string) error {
+	l := ca.cfg.RateLimits.NewAccountsPerIP
+	if !l.on() || ip == "" {
+		return nil
+	}
+	n, err := ca.store.CountAccountsByIP(ctx, ip, ca.now().Add(-l.Period))
+	if err != nil {
+		return ServerInternal(err, "storage error checking a rate limit")
+	}
+	if n >= l.Count {
+		return RateLimited(l.Period, "too many new accounts from %s: at most %d per %s", ip, l.Count, l.Period)
+	}
+	return nil
+}
+
+func (ca *CA) limitOrders(ctx context.Context, accountID string, idents []checkedIdent) error {
+	now := ca.now()
+	if l := ca.cfg.RateLimits.NewOrdersPerAccount; l.on() {
+		n, err := ca.store.CountOrders(ctx, accountID, now.Add(-l.Period))
+		if err != nil {
+			return ServerInternal(err, "storage error checking a rate limit")
+		}
+		if n >= l.Count {
+			return RateLimited(l.Period, "too many new orders: at most %d per %s per account", l.Count, l.Period)
+		}
+	}
+	if l := ca.cfg.RateLimits.FailedValidationsPerName; l.on() {
+		for _, id := range idents {
+			base := Identifier{Type: id.ident.Type, Value: id.ident.Value}
+			if id.wildcard {
+				base.Value = base.Value[2:]
+			}
+			n, err := ca.store.CountFailedAuthorizations(ctx, base, now.Add(-l.Period))
+			if err != nil {
+				return ServerInternal(err, "storage error checking a rate limit")
+			}
+			if n >= l.Count {
+				return RateLimited(l.Period, "too many failed validations for %s: at most %d per %s", base.Value, l.Count, l.Period)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/config"
+	"github.com/anvil-pki/anvil/storage"
+)
+
+func init() {
+	register("admin", "operator commands on the CA's records: eab, revoke, cert", runAdmin)
+}
+
+const adminUsage = `usage:
+  anvil admin eab create --config serve.yaml [--alg HS256|HS384|HS512] [--comment TEXT] [--allow-suffix DOMAIN ...]
+  anvil admin eab list   --config serve.yaml
+  anvil admin eab revoke --config serve.yaml KEY-ID
+  anvil admin revoke     --config serve.yaml --serial HEX [--reason keyCompromise]
+  anvil admin cert show  --config serve.yaml --serial HEX
+
+The serve configuration names the database; nothing else in it is used.`
+
+func runAdmin(args []string) error {
+	return admin(args, os.Stdout)
+}
+
+func admin(args []string, out io.Writer) error {
+	if len(args) < 1 {
+		return errors.New(adminUsage)
+	}
+	switch {
+	case args[0] == "eab" && len(args) >= 2:
+		switch args[1] {
+		case "create":
+			return eabCreate(args[2:], out)
+		case "list":
+			return eabList(args[2:], out)
+		case "revoke":
+			return eabRevoke(args[2:], out)
+		}
+	case args[0] == "revoke":
+		return adminRevoke(args[1:], out)
+	case args[0] == "cert" && len(args) >= 2 && args[1] == "show":
+		return certShow(args[2:], out)
+	}
+	return fmt.Errorf("unknown admin command %q\n%s", strings.Join(args, " "), adminUsage)
+}
+
+// multiFlag collects a repeated string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// openAdminStore reads the serve configuration and opens its database.
+func openAdminStore(path string) (storage.Store, error) {
+	if path == "" {
+		return nil, errors.New("--config is required")
+	}
+	var cfg serveConfig
+	if err := config.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	return openStore(context.Background(), cfg.Database)
+}
+
+func eabCreate(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("admin eab create", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "serve YAML file")
+	alg := fs.String("alg", "HS256", "MAC algorithm: HS256, HS384 or HS512")
+	comment := fs.String("comment", "", "who the key is for")
+	var suffixes multiFlag
+	fs.Var(&suffixes, "allow-suffix", "limit accounts bound with this key to names under this domain (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	keyLen := map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}[*alg]
+	if keyLen == 0 {
+		return fmt.Errorf("--alg %q: want HS256, HS384 or HS512", *alg)
+	}
+	store, err := openAdminStore(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	id := make([]byte, 12)
+	key := make([]byte, keyLen)
+	rand.Read(id)
+	rand.Read(key)
+	k := &storage.EABKey{
+		ID:              base64.RawURLEncoding.EncodeToString(id),
+		Key:             key,
+		Algorithm:       *alg,
+		Comment:         *comment,
+		AllowedSuffixes: suffixes,
+		CreatedAt:       time.Now().UTC(),
+	}
+	if err := store.CreateEABKey(context.Background(), k); err != nil {
+		return err
+	}
+	hmacKey := base64.RawURLEncoding.EncodeToString(key)
+	fmt.Fprintf(out, "key id:    %s\nhmac key:  %s\nalgorithm: %s\n", k.ID, hmacKey, k.Algorithm)
+	if len(suffixes) > 0 {
+		fmt.Fprintf(out, "names:     under %s only\n", strings.Join(suffixes, ", "))
+	}
+	fmt.Fprintf(out, "\nThe key binds one account. Give both values to its owner, e.g.\n"+
+		"  certbot register --eab-kid %s --eab-hmac-key %s ...\n"+
+		"  lego --eab --kid %s --hmac %s ...\n", k.ID, hmacKey, k.ID, hmacKey)
+	return nil
+}
+
+func eabList(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("admin eab list", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "serve YAML file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	store, err := openAdminStore(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	keys, err := store.ListEABKeys(context.Background())
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KEY ID\tALG\tSTATE\tACCOUNT\tNAMES\tCREATED\tCOMMENT")
+	for _, k := range keys {
+		state := "unused"
+		switch {
+		case k.Revoked:
+			state = "revoked"
+		case k.AccountID != "":
+			state = "bound"
+		}
+		names := "any"
+		if len(k.AllowedSuffixes) > 0 {
+			names = strings.Join(k.AllowedSuffixes, ",")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, state, k.AccountID, names, k.CreatedAt.Format(time.RFC3339), k.Comment)
+	}
+	return w.Flush()
+}
+
+func eabRevoke(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("admin eab revoke", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "serve YAML file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: anvil admin eab revoke --config serve.yaml KEY-ID")
+	}
+	store, err := openAdminStore(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.RevokeEABKey(context.Background(), fs.Arg(0)); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "revoked EAB key %s: it binds no further accounts\n", fs.Arg(0))
+	return nil
+}
+
+func adminRevoke(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("admin revoke", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "serve YAML file")
+	serial := fs.String("serial", "", "serial number in hex")
+	reason := fs.String("reason", "unspecified", "unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	code, ok := acme.ReasonCode(*reason)
+	if !ok {
+		return fmt.Errorf("--reason %q: want unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation", *reason)
+	}
+	store, err := openAdminStore(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	s := normalizeSerial(*serial)
+	if s == "" {
+		return errors.New("--serial is required (hex)")
+	}
+	if err := store.RevokeCertificate(context.Background(), s, time.Now().UTC(), code); err != nil {
+		switch {
+		case errors.Is(err, storage.ErrConflict):
+			return fmt.Errorf("certificate %s is already revoked", s)
+		case errors.Is(err, storage.ErrNotFound):
+			return fmt.Errorf("no issued certificate has serial %s", s)
+		}
+		return err
+	}
+	fmt.Fprintf(out, "revoked %s (%s); OCSP answers revoked at once, the CRL within its publishing bound\n", s, *reason)
+	return nil
+}
+
+func certShow(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("admin cert show", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "serve YAML file")
+	serial := fs.String("serial", "", "serial number in hex")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	store, err := openAdminStore(*cfgPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	s := normalizeSerial(*serial)
+	c, err := store.GetCertificate(context.Background(), s)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("no certificate has serial %s", s)
+		}
+		return err
+	}
+	state := "reserved, never signed (no lint certificate)"
+	switch {
+	case c.DER == nil && c.LintDER != nil:
+		state = "intent recorded, no certificate stored (a signature may exist: see the lint certificate)"
+	case !c.RevokedAt.IsZero():
+		state = fmt.Sprintf("revoked at %s (%s)", c.RevokedAt.Format(time.RFC3339), acme.ReasonName(c.Reason))
+	case c.DER != nil && time.Now().After(c.Expires):
+		state = "expired"
+	case c.DER != nil:
+		state = "valid"
+	}
+	fmt.Fprintf(out, "serial:   %s\nissuer:   %s\nprofile:  %s\norder:    %s\ncreated:  %s\nexpires:  %s\nstatus:   %s\n",
+		c.Serial, c.Issuer, c.Profile, c.OrderID, c.CreatedAt.Format(time.RFC3339), c.Expires.Format(time.RFC3339), state)
+	if c.DER != nil {
+		fmt.Fprint(out, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER})))
+	}
+	return nil
+}
+
+// normalizeSerial accepts hex with or without colons and leading zeros.
+func normalizeSerial(s string) string {
+	s = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+	s = strings.TrimLeft(s, "0")
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return ""
+		}
+	}
+	return s
+}
