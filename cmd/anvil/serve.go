@@ -27,6 +27,7 @@ import (
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/policy"
+	"github.com/anvil-pki/anvil/revocation"
 	"github.com/anvil-pki/anvil/storage"
 	"github.com/anvil-pki/anvil/storage/postgres"
 	"github.com/anvil-pki/anvil/storage/sqlite"
@@ -84,16 +85,18 @@ func newLogger(c logConfig) *slog.Logger {
 
 // server is a running `anvil serve` and what it must release.
 type server struct {
-	cfg       *serveConfig
-	log       *slog.Logger
-	store     storage.Store
-	tokens    []*hsm.Token
-	ca        *acme.CA
-	api       *api.Server
-	issuer    *issuance.Service
-	tlsCert   *certHolder
-	tlsIssuer *issuance.Service
-	closers   []func()
+	cfg         *serveConfig
+	log         *slog.Logger
+	store       storage.Store
+	tokens      []*hsm.Token
+	tokenByName map[string]*hsm.Token
+	ca          *acme.CA
+	api         *api.Server
+	issuer      *issuance.Service
+	publisher   *revocation.Publisher
+	tlsCert     *certHolder
+	tlsIssuer   *issuance.Service
+	closers     []func()
 }
 
 func (s *server) close() {
@@ -123,6 +126,9 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (*s
 
 	issuers, err := s.loadIssuers(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if s.publisher, err = s.buildPublisher(ctx, issuers); err != nil {
 		return nil, err
 	}
 	rules, err := policy.New(cfg.Policy)
@@ -157,32 +163,45 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (*s
 	}
 	var apiServer *api.Server
 	ca, err := acme.New(acme.Config{
-		Policy:               rules,
-		ChallengeTypes:       cfg.ACME.ChallengeTypes,
-		OrderLifetime:        cfg.ACME.OrderLifetime.Duration,
-		PendingAuthzLifetime: cfg.ACME.PendingAuthzLife.Duration,
-		ValidAuthzLifetime:   cfg.ACME.ValidAuthzLife.Duration,
-		MaxIdentifiers:       cfg.ACME.MaxIdentifiers,
-		TermsOfService:       cfg.ACME.TermsOfService,
-		InlineValidation:     cfg.ACME.InlineValidation.Or(5 * time.Second),
-		ValidationAttempts:   cfg.ACME.ValidationAttempts,
-		RetryBackoff:         cfg.ACME.RetryBackoff.Duration,
-		CAA:                  !cfg.Validation.DisableCAA,
-		AccountURL:           func(id string) string { return apiServer.AccountURL(id) },
-		Logger:               logger,
+		Policy:                  rules,
+		ChallengeTypes:          cfg.ACME.ChallengeTypes,
+		OrderLifetime:           cfg.ACME.OrderLifetime.Duration,
+		PendingAuthzLifetime:    cfg.ACME.PendingAuthzLife.Duration,
+		ValidAuthzLifetime:      cfg.ACME.ValidAuthzLife.Duration,
+		MaxIdentifiers:          cfg.ACME.MaxIdentifiers,
+		TermsOfService:          cfg.ACME.TermsOfService,
+		InlineValidation:        cfg.ACME.InlineValidation.Or(5 * time.Second),
+		ValidationAttempts:      cfg.ACME.ValidationAttempts,
+		RetryBackoff:            cfg.ACME.RetryBackoff.Duration,
+		CAA:                     !cfg.Validation.DisableCAA,
+		CAARecheckAfter:         cfg.ACME.CAARecheckAfter.Duration,
+		ReuseAuthorizations:     cfg.ACME.ReuseAuthorizations == nil || *cfg.ACME.ReuseAuthorizations,
+		PreAuthorization:        cfg.ACME.PreAuthorization,
+		ExternalAccountRequired: cfg.ACME.ExternalAccountRequired,
+		OrdersPerPage:           cfg.ACME.OrdersPerPage,
+		RateLimits: acme.RateLimits{
+			NewOrdersPerAccount:      cfg.ACME.RateLimits.NewOrdersPerAccount.limit(),
+			NewAccountsPerIP:         cfg.ACME.RateLimits.NewAccountsPerIP.limit(),
+			FailedValidationsPerName: cfg.ACME.RateLimits.FailedValidationsPerName.limit(),
+		},
+		AccountURL: func(id string) string { return apiServer.AccountURL(id) },
+		OnRevoke:   s.publisher.Revoked,
+		Logger:     logger,
 	}, store, acme.LocalIssuer{Service: svc}, validatorAdapter{v})
 	if err != nil {
 		return nil, err
 	}
 	s.ca = ca
 	apiServer, err = api.New(api.Config{
-		BaseURL:       cfg.BaseURL,
-		CA:            ca,
-		Nonces:        nonces,
-		MaxBodyBytes:  cfg.ACME.MaxBodyBytes,
-		Website:       cfg.ACME.Website,
-		CAAIdentities: cfg.ACME.CAAIdentities,
-		Logger:        logger,
+		BaseURL:                 cfg.BaseURL,
+		CA:                      ca,
+		Nonces:                  nonces,
+		MaxBodyBytes:            cfg.ACME.MaxBodyBytes,
+		Website:                 cfg.ACME.Website,
+		CAAIdentities:           cfg.ACME.CAAIdentities,
+		ExternalAccountRequired: cfg.ACME.ExternalAccountRequired,
+		PreAuthorization:        cfg.ACME.PreAuthorization,
+		Logger:                  logger,
 	})
 	if err != nil {
 		return nil, err
@@ -216,7 +235,6 @@ func openStore(ctx context.Context, c databaseConfig) (storage.Store, error) {
 // loadIssuers opens each token the issuers' keys name (once per token), finds
 // the keys, and pairs them with their certificates.
 func (s *server) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
-	byToken := map[string]*hsm.Token{}
 	var out []*issuance.Issuer
 	for i, ic := range s.cfg.Issuers {
 		path := fmt.Sprintf("issuers[%d]", i)
@@ -224,29 +242,9 @@ func (s *server) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s.key: %w", path, err)
 		}
-		tokKey := u.Token + "|" + u.Serial
-		tok := byToken[tokKey]
-		if tok == nil {
-			hc := hsm.Config{
-				ModulePath: s.cfg.HSM.Module, TokenLabel: u.Token, TokenSerial: u.Serial, PIN: s.cfg.HSM.PIN,
-				MaxSessions: s.cfg.HSM.MaxSessions, SessionWait: s.cfg.HSM.SessionWait.Duration,
-				SignTimeout: s.cfg.HSM.SignTimeout.Duration, Logger: s.log,
-			}
-			if u.ModulePath != "" {
-				hc.ModulePath = u.ModulePath
-			}
-			if u.PINSource != "" {
-				if hc.PIN, err = hsm.ParsePINSource(u.PINSource); err != nil {
-					return nil, fmt.Errorf("%s.key: %w", path, err)
-				}
-			}
-			if tok, err = hsm.Open(hc); err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			byToken[tokKey] = tok
-			s.tokens = append(s.tokens, tok)
-			t := tok
-			s.closers = append(s.closers, func() { t.Close() })
+		tok, err := s.tokenFor(u)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		key, err := tok.FindKey(u.KeyRef())
 		if err != nil {
@@ -285,6 +283,40 @@ func (s *server) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 		out = append(out, iss)
 	}
 	return out, nil
+}
+
+// tokenFor opens the token a key URI names, once per token, with the hsm
+// section's module and PIN unless the URI says otherwise.
+func (s *server) tokenFor(u *hsm.URI) (*hsm.Token, error) {
+	key := u.Token + "|" + u.Serial
+	if s.tokenByName == nil {
+		s.tokenByName = map[string]*hsm.Token{}
+	}
+	if tok := s.tokenByName[key]; tok != nil {
+		return tok, nil
+	}
+	hc := hsm.Config{
+		ModulePath: s.cfg.HSM.Module, TokenLabel: u.Token, TokenSerial: u.Serial, PIN: s.cfg.HSM.PIN,
+		MaxSessions: s.cfg.HSM.MaxSessions, SessionWait: s.cfg.HSM.SessionWait.Duration,
+		SignTimeout: s.cfg.HSM.SignTimeout.Duration, Logger: s.log,
+	}
+	if u.ModulePath != "" {
+		hc.ModulePath = u.ModulePath
+	}
+	if u.PINSource != "" {
+		var err error
+		if hc.PIN, err = hsm.ParsePINSource(u.PINSource); err != nil {
+			return nil, err
+		}
+	}
+	tok, err := hsm.Open(hc)
+	if err != nil {
+		return nil, err
+	}
+	s.tokenByName[key] = tok
+	s.tokens = append(s.tokens, tok)
+	s.closers = append(s.closers, func() { tok.Close() })
+	return tok, nil
 }
 
 // buildProfiles checks the profiles, default first, then by name.
@@ -384,13 +416,27 @@ func (s *server) run(ctx context.Context) error {
 		admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- admin.Serve(aln) }()
 	}
+	var pki *http.Server
+	if s.cfg.PKI.Listen != "" {
+		pln, err := net.Listen("tcp", s.cfg.PKI.Listen)
+		if err != nil {
+			return fmt.Errorf("pki.listen: %w", err)
+		}
+		ocspPath := s.cfg.PKI.OCSPPath
+		if ocspPath == "" {
+			ocspPath = "/ocsp"
+		}
+		pki = &http.Server{Handler: s.publisher.Handler(ocspPath), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() { errc <- pki.Serve(pln) }()
+	}
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
+	go s.publisher.Run(bg)
 	go s.ca.Run(bg, time.Second)
 	go s.housekeeping(bg)
 	go s.tlsCert.renewLoop(bg, s)
 
-	s.log.Info("anvil serving", "directory", s.cfg.BaseURL+"/directory", "listen", ln.Addr().String(), "admin", s.cfg.AdminListen)
+	s.log.Info("anvil serving", "directory", s.cfg.BaseURL+"/directory", "listen", ln.Addr().String(), "admin", s.cfg.AdminListen, "pki", s.cfg.PKI.Listen)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -404,6 +450,9 @@ func (s *server) run(ctx context.Context) error {
 	httpSrv.Shutdown(shutdownCtx)
 	if admin != nil {
 		admin.Shutdown(shutdownCtx)
+	}
+	if pki != nil {
+		pki.Shutdown(shutdownCtx)
 	}
 	cancelBG()
 	s.ca.Wait()
@@ -502,4 +551,54 @@ func splitNames(names []string) ([]string, []net.IP) {
 		}
 	}
 	return dns, ips
+}
+
+// buildPublisher makes an OCSP signer per issuer (the issuer's key, or its
+// delegated responder's) and the CRL and OCSP publisher.
+func (s *server) buildPublisher(ctx context.Context, issuers []*issuance.Issuer) (*revocation.Publisher, error) {
+	var signers []*issuance.OCSPSigner
+	for i, iss := range issuers {
+		ic := s.cfg.Issuers[i]
+		var respCert *x509.Certificate
+		var respKey *hsm.Key
+		if r := ic.OCSPResponder; r != nil {
+			path := fmt.Sprintf("issuers[%d].ocsp_responder", i)
+			c, err := readCertPEM(r.Certificate)
+			if err != nil {
+				return nil, fmt.Errorf("%s.certificate: %w", path, err)
+			}
+			u, err := hsm.ParseURI(r.Key)
+			if err != nil {
+				return nil, fmt.Errorf("%s.key: %w", path, err)
+			}
+			tok, err := s.tokenFor(u)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			if respKey, err = tok.FindKey(u.KeyRef()); err != nil {
+				return nil, fmt.Errorf("%s.key: %w", path, err)
+			}
+			respCert = c
+		}
+		var signer *issuance.OCSPSigner
+		var err error
+		if respKey != nil {
+			signer, err = iss.NewOCSPSigner(ctx, respCert, respKey)
+		} else {
+			signer, err = iss.NewOCSPSigner(ctx, nil, nil)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("issuers[%d]: %w", i, err)
+		}
+		signers = append(signers, signer)
+	}
+	host, _ := os.Hostname()
+	return revocation.New(ctx, revocation.Config{
+		CRLValidity:      s.cfg.PKI.CRLValidity.Duration,
+		CRLRegenerate:    s.cfg.PKI.CRLRegenerate.Duration,
+		CRLCheckInterval: s.cfg.PKI.CRLCheckInterval.Duration,
+		OCSPValidity:     s.cfg.PKI.OCSPValidity.Duration,
+		Holder:           fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Logger:           s.log,
+	}, s.store, signers, s.cfg.PKI.Files)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/config"
@@ -35,6 +36,7 @@ type serveConfig struct {
 	Policy         policy.Config                     `yaml:"policy"`
 	Validation     validation.Config                 `yaml:"validation"`
 	Nonce          nonceConfig                       `yaml:"nonce"`
+	PKI            pkiConfig                         `yaml:"pki"`
 	Log            logConfig                         `yaml:"log"`
 }
 
@@ -74,10 +76,31 @@ type issuerConfig struct {
 	IssuerURL   string   `yaml:"issuer_url"`
 	OCSPURL     string   `yaml:"ocsp_url"`
 	CRLURL      string   `yaml:"crl_url"`
+	// OCSPResponder, when set, signs this issuer's OCSP responses instead of its
+	// own key: a delegated responder certificate from the ceremony and its key.
+	OCSPResponder *responderConfig `yaml:"ocsp_responder"`
 	// AlternateChains are other chains to offer after a leaf (Link
 	// rel="alternate"), each a list of PEM files starting with this issuer's
 	// certificate or a cross-signed twin of it.
 	AlternateChains [][]string `yaml:"alternate_chains"`
+}
+
+type responderConfig struct {
+	Certificate string `yaml:"certificate"`
+	Key         string `yaml:"key"` // PKCS#11 URI
+}
+
+// pkiConfig is the plain-HTTP listener for CRLs, OCSP and CA certificates.
+type pkiConfig struct {
+	Listen   string `yaml:"listen"`
+	OCSPPath string `yaml:"ocsp_path"` // default /ocsp
+	// Files maps URL paths to files served as DER: the root certificate, the
+	// offline root's CRL.
+	Files            map[string]string `yaml:"files"`
+	CRLValidity      config.Duration   `yaml:"crl_validity"`
+	CRLRegenerate    config.Duration   `yaml:"crl_regenerate"`
+	CRLCheckInterval config.Duration   `yaml:"crl_check_interval"`
+	OCSPValidity     config.Duration   `yaml:"ocsp_validity"`
 }
 
 type acmeConfig struct {
@@ -193,6 +216,9 @@ func (c *serveConfig) Validate() error {
 	}
 	if err := c.Validation.Validate(); err != nil {
 		p.Addf("validation", "%v", err)
+	}
+	if c.PKI.CRLValidity.Duration > 10*24*time.Hour {
+		p.Addf("pki.crl_validity", "%s is longer than the 10 days the Baseline Requirements allow a subscriber CRL", c.PKI.CRLValidity)
 	}
 	switch c.Log.Format {
 	case "", "text", "json":

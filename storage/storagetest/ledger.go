@@ -119,3 +119,40 @@ func testRevocation(t *testing.T, s storage.Store) {
 		t.Fatalf("unknown issuer has %d revoked", len(list))
 	}
 }
+
+func testCRLs(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	_, err := s.GetCRL(ctx, "int-ecdsa")
+	wantErr(t, err, storage.ErrNotFound, "CRL before any")
+	n, latest, err := s.LatestRevocation(ctx, "int-ecdsa")
+	must(t, err, "latest revocation, none")
+	same(t, "revocations before any", n, 0)
+	same(t, "latest before any", latest.IsZero(), true)
+
+	first := &storage.CRL{Issuer: "int-ecdsa", Number: 100, ThisUpdate: at(0), NextUpdate: at(7 * day), DER: []byte{1}}
+	must(t, s.PutCRL(ctx, first), "first CRL")
+	wantErr(t, s.PutCRL(ctx, &storage.CRL{Issuer: "int-ecdsa", Number: 100, ThisUpdate: at(time.Hour), NextUpdate: at(7 * day), DER: []byte{2}}), storage.ErrConflict, "same number again")
+	wantErr(t, s.PutCRL(ctx, &storage.CRL{Issuer: "int-ecdsa", Number: 99, ThisUpdate: at(time.Hour), NextUpdate: at(7 * day), DER: []byte{3}}), storage.ErrConflict, "older number")
+	must(t, s.PutCRL(ctx, &storage.CRL{Issuer: "int-ecdsa", Number: 101, ThisUpdate: at(time.Hour), NextUpdate: at(8 * day), DER: []byte{4}}), "newer CRL")
+	must(t, s.PutCRL(ctx, &storage.CRL{Issuer: "int-rsa", Number: 1, ThisUpdate: at(0), NextUpdate: at(day), DER: []byte{5}}), "another issuer")
+	got, err := s.GetCRL(ctx, "int-ecdsa")
+	must(t, err, "get CRL")
+	if got.Number != 101 || string(got.DER) != "\x04" || !got.ThisUpdate.Equal(at(time.Hour)) || !got.NextUpdate.Equal(at(8*day)) {
+		t.Fatalf("CRL: %s", dump(got))
+	}
+
+	a := createAccount(t, s, "k-crl")
+	az := newAuthz("az-crl", a.ID, dns("crl.example.com"), "valid", at(day))
+	o := storeAuthzs(t, s, "o-crl", az)
+	reserve(t, s, "aa01", "int-ecdsa", o.ID, at(0), at(90*day), true)
+	reserve(t, s, "aa02", "int-ecdsa", o.ID, at(0), at(90*day), true)
+	reserve(t, s, "aa03", "int-rsa", o.ID, at(0), at(90*day), true)
+	must(t, s.RevokeCertificate(ctx, "aa01", at(time.Minute), 1), "revoke aa01")
+	must(t, s.RevokeCertificate(ctx, "aa02", at(2*time.Minute), 4), "revoke aa02")
+	must(t, s.RevokeCertificate(ctx, "aa03", at(3*time.Minute), 4), "revoke aa03")
+	n, latest, err = s.LatestRevocation(ctx, "int-ecdsa")
+	must(t, err, "latest revocation")
+	if n != 2 || !latest.Equal(at(2*time.Minute)) {
+		t.Fatalf("latest revocation of int-ecdsa: %d at %s", n, latest)
+	}
+}

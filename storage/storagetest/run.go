@@ -45,6 +45,7 @@ var suite = []check{
 	{"Ledger", testLedger},
 	{"CertificatesForOrder", testCertificatesForOrder},
 	{"Revocation", testRevocation},
+	{"CRLs", testCRLs},
 	{"EABKeys", testEABKeys},
 	{"EABBindRace", testEABBindRace},
 	{"TryLease", testTryLease},

@@ -1,0 +1,249 @@
+package revocation
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/storage"
+)
+
+// maxOCSPRequest bounds a POSTed request: a real one is about 100 bytes.
+const maxOCSPRequest = 4 << 10
+
+var oidOCSPNonce = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}
+
+// cachedResponse is a signed response and what it said, so that a status
+// change is noticed and the response signed again at once.
+type cachedResponse struct {
+	der       []byte
+	status    int
+	revokedAt time.Time
+	thisUpd   time.Time
+	nextUpd   time.Time
+	refreshAt time.Time
+}
+
+var flight singleflight.Group
+
+// ServeOCSP answers an OCSP request by GET (base64 in the path, RFC 5019) or
+// POST (application/ocsp-request). A request that does not parse gets
+// malformedRequest, one for an issuer this CA does not have gets unauthorized;
+// a serial this CA never issued is unknown.
+func (p *Publisher) ServeOCSP(w http.ResponseWriter, r *http.Request, prefix string) {
+	var raw []byte
+	var err error
+	switch r.Method {
+	case http.MethodGet:
+		raw, err = decodeGETRequest(strings.TrimPrefix(r.URL.EscapedPath(), prefix))
+	case http.MethodPost:
+		raw, err = io.ReadAll(io.LimitReader(r.Body, maxOCSPRequest+1))
+		if err == nil && len(raw) > maxOCSPRequest {
+			err = errors.New("request too large")
+		}
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "OCSP takes GET and POST", http.StatusMethodNotAllowed)
+		return
+	}
+	if err != nil {
+		p.ocspError(w, ocsp.MalformedRequestErrorResponse, err)
+		return
+	}
+	resp, cached, hit, err := p.Respond(r.Context(), raw)
+	switch {
+	case errors.Is(err, errMalformed):
+		p.ocspError(w, ocsp.MalformedRequestErrorResponse, err)
+		return
+	case errors.Is(err, errUnknownIssuer):
+		p.ocspError(w, ocsp.UnauthorizedErrorResponse, err)
+		return
+	case err != nil:
+		p.log.Error("OCSP", "error", err)
+		p.ocspError(w, ocsp.InternalErrorErrorResponse, err)
+		return
+	}
+	p.metrics.OCSPRequests.Add(1)
+	if hit {
+		p.metrics.OCSPCacheHits.Add(1)
+	}
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	if r.Method == http.MethodGet && cached != nil {
+		// RFC 5019 6: let caches keep the response until shortly before its
+		// nextUpdate.
+		maxAge := int(time.Until(cached.nextUpd).Seconds())
+		if maxAge < 0 {
+			maxAge = 0
+		}
+		sum := sha256.Sum256(resp)
+		w.Header().Set("Cache-Control", "public, no-transform, must-revalidate, max-age="+strconv.Itoa(maxAge))
+		w.Header().Set("Last-Modified", cached.thisUpd.UTC().Format(http.TimeFormat))
+		w.Header().Set("Expires", cached.nextUpd.UTC().Format(http.TimeFormat))
+		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:8])+`"`)
+	} else {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	w.Write(resp)
+}
+
+func (p *Publisher) ocspError(w http.ResponseWriter, body []byte, err error) {
+	p.metrics.OCSPErrors.Add(1)
+	p.log.Debug("OCSP request refused", "error", err)
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(body)
+}
+
+// decodeGETRequest reads the base64 request of a GET path: URL-encoded
+// standard base64, as RFC 5019 says, or base64url, as some clients send.
+func decodeGETRequest(path string) ([]byte, error) {
+	path = strings.TrimPrefix(path, "/")
+	s, err := url.PathUnescape(path)
+	if err != nil {
+		return nil, err
+	}
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+		return b, nil
+	}
+	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+}
+
+var (
+	errMalformed     = errors.New("malformed OCSP request")
+	errUnknownIssuer = errors.New("OCSP request for an issuer this CA does not have")
+)
+
+// ocspRequest is the part of RFC 6960 4.1.1 Anvil reads beyond what
+// x/crypto/ocsp exposes: the request extensions, for the nonce.
+type ocspRequest struct {
+	TBSRequest struct {
+		Version       int           `asn1:"explicit,tag:0,default:0,optional"`
+		RequestorName asn1.RawValue `asn1:"explicit,tag:1,optional"`
+		RequestList   []asn1.RawValue
+		Extensions    []struct {
+			ID       asn1.ObjectIdentifier
+			Critical bool `asn1:"optional"`
+			Value    []byte
+		} `asn1:"explicit,tag:2,optional"`
+	}
+	Signature asn1.RawValue `asn1:"explicit,tag:0,optional"`
+}
+
+// Respond returns the response to a DER request; when it came from or went
+// into the cache, the cache entry, and whether it was a hit.
+func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedResponse, bool, error) {
+	req, err := ocsp.ParseRequest(raw)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	var full ocspRequest
+	if rest, err := asn1.Unmarshal(raw, &full); err != nil || len(rest) > 0 {
+		return nil, nil, false, fmt.Errorf("%w: trailing or undecodable data", errMalformed)
+	}
+	if len(full.TBSRequest.RequestList) != 1 {
+		return nil, nil, false, fmt.Errorf("%w: %d certificates in one request; RFC 5019 allows one", errMalformed, len(full.TBSRequest.RequestList))
+	}
+	var nonce []byte
+	for _, e := range full.TBSRequest.Extensions {
+		if e.ID.Equal(oidOCSPNonce) {
+			if _, err := asn1.Unmarshal(e.Value, &nonce); err != nil || len(nonce) == 0 || len(nonce) > 128 {
+				return nil, nil, false, fmt.Errorf("%w: bad nonce", errMalformed)
+			}
+		}
+	}
+	if req.HashAlgorithm != crypto.SHA1 && req.HashAlgorithm != crypto.SHA256 {
+		return nil, nil, false, fmt.Errorf("%w: CertID hash %v", errMalformed, req.HashAlgorithm)
+	}
+	st := p.issuerFor(req)
+	if st == nil {
+		return nil, nil, false, errUnknownIssuer
+	}
+	entry, err := p.status(ctx, st, req.SerialNumber)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	entry.CertIDHash = req.HashAlgorithm
+	if len(nonce) > 0 {
+		// A nonce makes the response unique: signed fresh, never cached.
+		entry.Nonce = nonce
+		der, err := st.ocsp.Sign(ctx, entry)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		p.metrics.OCSPSignatures.Add(1)
+		return der, nil, false, nil
+	}
+	key := fmt.Sprintf("%x/%d", req.SerialNumber, req.HashAlgorithm)
+	if c, ok := st.responses.Load(key); ok {
+		cr := c.(*cachedResponse)
+		if cr.status == entry.Status && cr.revokedAt.Equal(entry.RevokedAt) && p.cfg.Now().Before(cr.refreshAt) {
+			return cr.der, cr, true, nil
+		}
+	}
+	// One signature per certificate however many ask at once.
+	v, err, _ := flight.Do(st.iss.Name()+"/"+key, func() (any, error) {
+		der, err := st.ocsp.Sign(ctx, entry)
+		if err != nil {
+			return nil, err
+		}
+		p.metrics.OCSPSignatures.Add(1)
+		cr := &cachedResponse{der: der, status: entry.Status, revokedAt: entry.RevokedAt, thisUpd: entry.ThisUpdate,
+			nextUpd: entry.NextUpdate, refreshAt: entry.ThisUpdate.Add(entry.NextUpdate.Sub(entry.ThisUpdate) / 2)}
+		st.responses.Store(key, cr)
+		return cr, nil
+	})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	cr := v.(*cachedResponse)
+	return cr.der, cr, false, nil
+}
+
+// issuerFor finds the issuer a request's CertID names.
+func (p *Publisher) issuerFor(req *ocsp.Request) *issuerState {
+	for _, st := range p.issuers {
+		if bytes.Equal(st.nameHash[req.HashAlgorithm], req.IssuerNameHash) && bytes.Equal(st.keyHash[req.HashAlgorithm], req.IssuerKeyHash) {
+			return st
+		}
+	}
+	return nil
+}
+
+// status reads a certificate's status from storage: every request looks, so a
+// revocation shows up in OCSP at once, on every node.
+func (p *Publisher) status(ctx context.Context, st *issuerState, serial *big.Int) (issuance.OCSPEntry, error) {
+	now := p.cfg.Now().UTC().Truncate(time.Second)
+	e := issuance.OCSPEntry{Serial: serial, ThisUpdate: now, NextUpdate: now.Add(p.cfg.OCSPValidity)}
+	c, err := p.store.GetCertificate(ctx, fmt.Sprintf("%x", serial))
+	switch {
+	case isNotFound(err), err == nil && (c.DER == nil || c.Issuer != st.iss.Name()):
+		e.Status = issuance.OCSPUnknown
+	case err != nil:
+		return e, err
+	case !c.RevokedAt.IsZero():
+		e.Status, e.RevokedAt, e.Reason = issuance.OCSPRevoked, c.RevokedAt, c.Reason
+	default:
+		e.Status = issuance.OCSPGood
+	}
+	return e, nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+func isConflict(err error) bool { return errors.Is(err, storage.ErrConflict) }

@@ -1,0 +1,265 @@
+// Package revocation publishes what the CA has revoked: a CRL per issuer,
+// regenerated on a schedule and soon after each revocation by one node at a
+// time and stored for every node to serve, and an OCSP responder (RFC 6960,
+// RFC 5019 profile) whose signed responses are cached and refreshed before
+// they expire, so that a burst of requests does not become a burst of HSM
+// signatures. It serves both, with the CA certificates, over plain HTTP at the
+// URLs the certificates carry.
+//
+// It signs nothing itself: CRLs and OCSP responses are signed through package
+// issuance, which lints CRLs first and verifies every HSM signature. It never
+// changes a revocation; it only reads them from storage.
+package revocation
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/storage"
+)
+
+// Config tunes publication.
+type Config struct {
+	// CRLValidity is nextUpdate - thisUpdate (default 7 days; the Baseline
+	// Requirements allow 10 for CRLs of subscriber certificates).
+	CRLValidity time.Duration
+	// CRLRegenerate is how old a CRL may get before it is made again even
+	// without a new revocation (default 6 hours).
+	CRLRegenerate time.Duration
+	// CRLCheckInterval is how often the publisher looks for new revocations:
+	// the bound on how late a revocation reaches the CRL (default 15 s).
+	CRLCheckInterval time.Duration
+	// OCSPValidity is nextUpdate - thisUpdate of OCSP responses (default 4
+	// days); a cached response is signed again when half of it has passed.
+	OCSPValidity time.Duration
+	// Holder names this node in the leases that keep CRL generation to one
+	// node at a time.
+	Holder string
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.CRLValidity, 7*24*time.Hour)
+	def(&c.CRLRegenerate, 6*time.Hour)
+	def(&c.CRLCheckInterval, 15*time.Second)
+	def(&c.OCSPValidity, 4*24*time.Hour)
+	if c.Holder == "" {
+		host, _ := os.Hostname()
+		c.Holder = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Publisher publishes CRLs and answers OCSP for a set of issuers.
+type Publisher struct {
+	cfg     Config
+	store   storage.Store
+	issuers []*issuerState
+	log     *slog.Logger
+	files   map[string]file // URL path -> static file (CA certificates, offline CRLs)
+	wake    chan struct{}
+
+	metrics Metrics
+}
+
+// Metrics counts what the publisher did, for /metrics and tests.
+type Metrics struct {
+	OCSPRequests   atomic.Int64 // requests answered with a signed response
+	OCSPCacheHits  atomic.Int64 // of those, answered from the cache
+	OCSPSignatures atomic.Int64 // OCSP responses signed in the HSM
+	OCSPErrors     atomic.Int64 // malformed, unauthorized or failed requests
+	CRLsPublished  atomic.Int64 // CRLs signed and stored by this node
+}
+
+// issuerState is one issuer and what is published for it.
+type issuerState struct {
+	iss       *issuance.Issuer
+	ocsp      *issuance.OCSPSigner
+	crlPath   string // URL path of its CRL
+	certPath  string // URL path of its certificate
+	nameHash  map[crypto.Hash][]byte
+	keyHash   map[crypto.Hash][]byte
+	responses sync.Map // cacheKey -> *cachedResponse
+
+	mu        sync.Mutex
+	lastCount int       // revocations counted when this node last made the CRL
+	lastAt    time.Time // the latest revocation then
+	made      bool      // whether this node made a CRL since it started
+
+	crlCache cachedCRL
+}
+
+// New builds a publisher for the issuers the OCSP signers answer for (each with
+// the issuer's own key or a delegated responder). files maps URL paths to
+// static files to serve with them: the root certificate, the offline root's
+// CRL; PEM or DER on disk, served as DER.
+func New(ctx context.Context, cfg Config, store storage.Store, signers []*issuance.OCSPSigner, files map[string]string) (*Publisher, error) {
+	cfg.setDefaults()
+	p := &Publisher{cfg: cfg, store: store, log: cfg.Logger, files: map[string]file{}, wake: make(chan struct{}, 1)}
+	for _, o := range signers {
+		iss := o.Issuer()
+		st := &issuerState{iss: iss, ocsp: o, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
+		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+			nh, kh, err := iss.IssuerHashes(h)
+			if err != nil {
+				return nil, err
+			}
+			st.nameHash[h], st.keyHash[h] = nh, kh
+		}
+		if u := iss.URLs().CRLURL; u != "" {
+			pu, err := url.Parse(u)
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: crl_url: %w", iss.Name(), err)
+			}
+			st.crlPath = pu.Path
+		}
+		if u := iss.URLs().IssuerURL; u != "" {
+			pu, err := url.Parse(u)
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: issuer_url: %w", iss.Name(), err)
+			}
+			st.certPath = pu.Path
+		}
+		p.issuers = append(p.issuers, st)
+	}
+	for path, name := range files {
+		f, err := loadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("pki file %s: %w", path, err)
+		}
+		p.files[path] = f
+	}
+	return p, nil
+}
+
+// Revoked tells the publisher an issuer's certificate was revoked on this node,
+// so that the CRL is regenerated at once rather than at the next check.
+func (p *Publisher) Revoked(issuer string) {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the CRLs fresh until ctx ends.
+func (p *Publisher) Run(ctx context.Context) {
+	t := time.NewTicker(p.cfg.CRLCheckInterval)
+	defer t.Stop()
+	p.refreshCRLs(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.wake:
+		}
+		p.refreshCRLs(ctx)
+	}
+}
+
+// refreshCRLs regenerates each stale CRL whose lease this node gets.
+func (p *Publisher) refreshCRLs(ctx context.Context) {
+	for _, st := range p.issuers {
+		if err := p.refreshCRL(ctx, st); err != nil {
+			p.log.Error("CRL", "issuer", st.iss.Name(), "error", err)
+		}
+	}
+}
+
+func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
+	now := p.cfg.Now().UTC()
+	count, latest, err := p.store.LatestRevocation(ctx, st.iss.Name())
+	if err != nil {
+		return err
+	}
+	current, err := p.store.GetCRL(ctx, st.iss.Name())
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	st.mu.Lock()
+	changed := !st.made || count != st.lastCount || !latest.Equal(st.lastAt)
+	st.mu.Unlock()
+	stale := current == nil || now.Sub(current.ThisUpdate) >= p.cfg.CRLRegenerate
+	if !stale && !changed {
+		if st.made {
+			// Renew the lease so that this node stays the one that publishes.
+			p.store.TryLease(ctx, "crl/"+st.iss.Name(), p.cfg.Holder, now, p.leaseTTL())
+		}
+		return nil
+	}
+	// Only the holder of the issuer's lease makes its CRLs; it keeps the lease
+	// by renewing it at every check, so another node takes over only when the
+	// holder stops, and then makes a CRL at once (it has made none yet).
+	ok, err := p.store.TryLease(ctx, "crl/"+st.iss.Name(), p.cfg.Holder, now, p.leaseTTL())
+	if err != nil || !ok {
+		return err
+	}
+	revoked, err := p.store.ListRevoked(ctx, st.iss.Name(), now)
+	if err != nil {
+		return err
+	}
+	var entries []x509.RevocationListEntry
+	for _, r := range revoked {
+		serial, ok := new(big.Int).SetString(r.Serial, 16)
+		if !ok {
+			return fmt.Errorf("serial %q is not hex", r.Serial)
+		}
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason})
+	}
+	// CRL numbers are the thisUpdate in microseconds: monotonic across nodes
+	// without a counter, as long as only the lease holder makes them.
+	thisUpdate := now.Truncate(time.Second)
+	number := big.NewInt(now.UnixMicro())
+	if current != nil && number.Int64() <= current.Number {
+		number = big.NewInt(current.Number + 1)
+	}
+	signed, err := st.iss.SignCRL(ctx, number, thisUpdate, thisUpdate.Add(p.cfg.CRLValidity), entries)
+	if err != nil {
+		return err
+	}
+	p.metrics.CRLsPublished.Add(1)
+	if err := p.store.PutCRL(ctx, &storage.CRL{Issuer: st.iss.Name(), Number: number.Int64(),
+		ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(p.cfg.CRLValidity), DER: signed.DER}); err != nil {
+		if isConflict(err) {
+			return nil // another node published a newer one meanwhile
+		}
+		return err
+	}
+	st.mu.Lock()
+	st.lastCount, st.lastAt, st.made = count, latest, true
+	st.mu.Unlock()
+	st.crlCache.invalidate()
+	p.log.Info("CRL published", "audit", "crl", "issuer", st.iss.Name(), "number", number.String(), "revoked", len(entries), "next_update", thisUpdate.Add(p.cfg.CRLValidity))
+	return nil
+}
+
+// Metrics returns the publisher's counters.
+func (p *Publisher) Metrics() *Metrics { return &p.metrics }
+
+// leaseTTL is how long the CRL lease lasts between renewals: a check interval
+// and a margin, so that if the holder dies another node takes over within two
+// intervals or so, inside the publication bound.
+func (p *Publisher) leaseTTL() time.Duration {
+	return p.cfg.CRLCheckInterval + p.cfg.CRLCheckInterval/2 + 2*time.Second
+}
