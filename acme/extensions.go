@@ -103,14 +103,7 @@ func (ca *CA) PreAuthorize(ctx context.Context, acct *storage.Account, ident Ide
 	if perr != nil {
 		return nil, perr
 	}
-	// The storage interface creates authorizations with an order; a
-	// pre-authorization gets a carrier order that expires with it, which is
-	// never shown to the client.
-	carrier := &storage.Order{
-		ID: newID(), AccountID: acct.ID, Status: StatusPending, Identifiers: []Identifier{checked[0].ident},
-		AuthzIDs: []string{authz.ID}, Expires: authz.Expires, CreatedAt: now, UpdatedAt: now,
-	}
-	if err := ca.store.CreateOrder(ctx, carrier, []*storage.Authorization{authz}); err != nil {
+	if err := ca.store.CreateAuthorization(ctx, authz); err != nil {
 		return nil, ServerInternal(err, "storage error creating the authorization")
 	}
 	return authz, nil

@@ -62,6 +62,7 @@ func (ca *CA) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderR
 		UpdatedAt:   now,
 	}
 	var authzs []*storage.Authorization
+	allReused := true
 	for _, id := range idents {
 		order.Identifiers = append(order.Identifiers, id.ident)
 		if reused := ca.reusableAuthorization(ctx, acct.ID, id, now); reused != nil {
@@ -71,6 +72,7 @@ func (ca *CA) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderR
 			}
 			continue
 		}
+		allReused = false
 		authz, perr := ca.newAuthorization(acct.ID, id, now)
 		if perr != nil {
 			return nil, perr
@@ -83,6 +85,13 @@ func (ca *CA) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderR
 	}
 	if err := ca.store.CreateOrder(ctx, order, authzs); err != nil {
 		return nil, ServerInternal(err, "storage error creating the order")
+	}
+	if allReused {
+		// Every authorization was reused and is valid: the order is ready at
+		// once (stored as pending; see refreshOrder).
+		ready := *order
+		ready.Status = StatusReady
+		return &ready, nil
 	}
 	return order, nil
 }

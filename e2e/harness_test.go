@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -347,6 +348,8 @@ type DNSServer struct {
 	txt  map[string][]string
 	caa  map[string][]dns.CAA
 	srv  *dns.Server
+	// control is the URL of the HTTP control endpoint, once started.
+	control string
 }
 
 // StartDNS starts a DNS server on a free UDP port of 127.0.0.1.
@@ -371,6 +374,68 @@ func (d *DNSServer) SetTXT(name string, values ...string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.txt[strings.ToLower(dns.Fqdn(name))] = values
+}
+
+// AddTXT adds a TXT record to name, beside those it has: a wildcard and its
+// base name are validated at the same _acme-challenge name, each with its own
+// value.
+func (d *DNSServer) AddTXT(name, value string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fqdn := strings.ToLower(dns.Fqdn(name))
+	d.txt[fqdn] = append(d.txt[fqdn], value)
+}
+
+// RemoveTXT removes one TXT value of name, leaving the others.
+func (d *DNSServer) RemoveTXT(name, value string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fqdn := strings.ToLower(dns.Fqdn(name))
+	d.txt[fqdn] = slices.DeleteFunc(d.txt[fqdn], func(v string) bool { return v == value })
+}
+
+// TXT returns the TXT values of name.
+func (d *DNSServer) TXT(name string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.txt[strings.ToLower(dns.Fqdn(name))])
+}
+
+// ControlURL starts (once) a small HTTP endpoint on 127.0.0.1 through which
+// a process outside the test, such as a certbot hook, edits the TXT records:
+// POST with form fields op (add or remove), name and value.
+func (d *DNSServer) ControlURL(t testing.TB) string {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.control != "" {
+		return d.control
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, value := r.FormValue("name"), r.FormValue("value")
+		if r.Method != http.MethodPost || name == "" || value == "" {
+			http.Error(w, "POST op, name and value", http.StatusBadRequest)
+			return
+		}
+		switch r.FormValue("op") {
+		case "add":
+			d.AddTXT(name, value)
+		case "remove":
+			d.RemoveTXT(name, value)
+		default:
+			http.Error(w, "op is add or remove", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	d.control = "http://" + l.Addr().String() + "/txt"
+	return d.control
 }
 
 // SetCAA sets the CAA records of name.

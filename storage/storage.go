@@ -180,6 +180,9 @@ type Store interface {
 	// before now, setting their lease to now+lease: finalizes whose node died.
 	ClaimOrders(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*Order, error)
 
+	// CreateAuthorization inserts an authorization with its challenges outside
+	// any order (RFC 8555 7.4.1 pre-authorization).
+	CreateAuthorization(ctx context.Context, a *Authorization) error
 	GetAuthorization(ctx context.Context, id string) (*Authorization, error)
 	GetAuthorizations(ctx context.Context, ids []string) ([]*Authorization, error)
 	// FindValidAuthorization returns the account's valid authorization for ident

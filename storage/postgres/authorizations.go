@@ -150,3 +150,14 @@ func queueAuthorization(b *pgx.Batch, a *storage.Authorization) {
 			c.Attempts, ts(c.NextAttempt), ts(c.LeaseUntil), ts(c.UpdatedAt))
 	}
 }
+
+// CreateAuthorization inserts a pre-authorization with its challenges, in one
+// batch the server runs as one transaction.
+func (s *Store) CreateAuthorization(ctx context.Context, a *storage.Authorization) error {
+	if err := records.PrepareAuthorization(a); err != nil {
+		return fmt.Errorf("create authorization: %w", err)
+	}
+	b := &pgx.Batch{}
+	queueAuthorization(b, a)
+	return mapErr(s.pool.SendBatch(ctx, b).Close(), fmt.Sprintf("create authorization %q", a.ID))
+}

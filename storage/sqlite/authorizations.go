@@ -169,3 +169,11 @@ func insertAuthorization(ctx context.Context, tx *sql.Tx, a *storage.Authorizati
 	}
 	return nil
 }
+
+// CreateAuthorization inserts a pre-authorization with its challenges.
+func (s *Store) CreateAuthorization(ctx context.Context, a *storage.Authorization) error {
+	if err := records.PrepareAuthorization(a); err != nil {
+		return fmt.Errorf("create authorization: %w", err)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error { return insertAuthorization(ctx, tx, a) })
+}

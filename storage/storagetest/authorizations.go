@@ -156,3 +156,30 @@ func testCountFailedAuthorizations(t *testing.T, s storage.Store) {
 	count(at(3*time.Hour), 1)
 	count(at(0), 3)
 }
+
+// testCreateAuthorization stores a pre-authorization outside any order: it
+// reads back with its challenges, appears in no order list or count, and a
+// duplicate ID is refused.
+func testCreateAuthorization(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	a := createAccount(t, s, "k-preauth")
+	az := newAuthz("az-pre", a.ID, dns("pre.example.com"), "pending", at(day))
+	az.Challenges = []*storage.Challenge{newChallenge("ch-pre-1", az.ID, "http-01"), newChallenge("ch-pre-2", az.ID, "tls-alpn-01")}
+	must(t, s.CreateAuthorization(ctx, az), "create authorization")
+	got, err := s.GetAuthorization(ctx, "az-pre")
+	must(t, err, "get pre-authorization")
+	if len(got.Challenges) != 2 || got.Challenges[0].ID != "ch-pre-1" || got.Challenges[1].Type != "tls-alpn-01" {
+		t.Fatalf("pre-authorization: %s", dump(got))
+	}
+	ids, _, err := s.ListOrderIDs(ctx, a.ID, "", 10)
+	must(t, err, "list orders")
+	same(t, "orders after a pre-authorization", len(ids), 0)
+	n, err := s.CountOrders(ctx, a.ID, at(-day))
+	must(t, err, "count orders")
+	same(t, "order count after a pre-authorization", n, 0)
+	dup := newAuthz("az-pre", a.ID, dns("pre2.example.com"), "pending", at(day))
+	wantErr(t, s.CreateAuthorization(ctx, dup), storage.ErrConflict, "duplicate authorization ID")
+	// An order may then use it, as newOrder does when reusing.
+	o := newOrder("o-pre", a.ID, "pending", got)
+	must(t, s.CreateOrder(ctx, o, nil), "order using the pre-authorization")
+}

@@ -37,6 +37,7 @@ var suite = []check{
 	{"OrdersReplacing", testOrdersReplacing},
 	{"ClaimOrders", testClaimOrders},
 	{"GetAuthorizations", testGetAuthorizations},
+	{"CreateAuthorization", testCreateAuthorization},
 	{"UpdateAuthorization", testUpdateAuthorization},
 	{"FindValidAuthorization", testFindValidAuthorization},
 	{"CountFailedAuthorizations", testCountFailedAuthorizations},
