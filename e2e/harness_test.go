@@ -63,6 +63,7 @@ type CA struct {
 	HTTPPort  int    // where validation looks for http-01
 	TLSPort   int    // where validation looks for tls-alpn-01
 	AdminPort int    // /metrics, /health, /debug/pprof
+	PKIPort   int    // CRLs, OCSP and CA certificates over plain HTTP
 	DNS       *DNSServer
 	opts      caOptions
 	cfgPath   string
@@ -119,7 +120,7 @@ func NewCA(t testing.TB, opts ...CAOption) *CA {
 		t.Fatalf("dev root: %v", err)
 	}
 	port := freePort(t)
-	ca.HTTPPort, ca.TLSPort, ca.AdminPort = freePort(t), freePort(t), freePort(t)
+	ca.HTTPPort, ca.TLSPort, ca.AdminPort, ca.PKIPort = freePort(t), freePort(t), freePort(t), freePort(t)
 	ca.BaseURL = fmt.Sprintf("https://localhost:%d", port)
 	ca.DirURL = ca.BaseURL + "/directory"
 	ca.cfgPath = filepath.Join(dir, "serve.yaml")
@@ -166,16 +167,18 @@ issuers:
   - name: int-ecdsa
     certificate: var/dev/pki/int-ecdsa.pem
     key: "pkcs11:token=anvil-dev-online;object=int-ecdsa;id=%11"
-    issuer_url: http://localhost:14080/pki/int-ecdsa.der
-    crl_url: http://localhost:14080/pki/int-ecdsa.crl
+    issuer_url: http://localhost:{{.PKIPort}}/pki/int-ecdsa.der
+    crl_url: http://localhost:{{.PKIPort}}/pki/int-ecdsa.crl
+    ocsp_url: http://localhost:{{.PKIPort}}/ocsp
     # For clients that trust Root X2 only: through X1 cross-signed by X2.
     alternate_chains:
       - [var/dev/pki/int-ecdsa.pem, var/dev/pki/root-x1-by-x2.pem]
   - name: int-rsa
     certificate: var/dev/pki/int-rsa.pem
     key: "pkcs11:token=anvil-dev-online;object=int-rsa;id=%12"
-    issuer_url: http://localhost:14080/pki/int-rsa.der
-    crl_url: http://localhost:14080/pki/int-rsa.crl
+    issuer_url: http://localhost:{{.PKIPort}}/pki/int-rsa.der
+    crl_url: http://localhost:{{.PKIPort}}/pki/int-rsa.crl
+    ocsp_url: http://localhost:{{.PKIPort}}/ocsp
 default_profile: default
 profiles:
   default:
@@ -205,6 +208,12 @@ validation:
   timeout: 10s
 nonce:
   key_file: var/dev/nonce.key
+pki:
+  listen: 127.0.0.1:{{.PKIPort}}
+  crl_check_interval: 2s
+  files:
+    /pki/root.der: var/dev/pki/root.pem
+    /pki/root.crl: var/dev/pki/root.crl
 log:
   level: {{.Level}}
 {{.Extra}}
@@ -213,7 +222,7 @@ log:
 func (ca *CA) writeConfig(port int) {
 	var b bytes.Buffer
 	err := serveTemplate.Execute(&b, map[string]any{
-		"Port": port, "AdminPort": ca.AdminPort, "DNS": ca.DNS.Addr, "HTTPPort": ca.HTTPPort, "TLSPort": ca.TLSPort,
+		"Port": port, "AdminPort": ca.AdminPort, "PKIPort": ca.PKIPort, "DNS": ca.DNS.Addr, "HTTPPort": ca.HTTPPort, "TLSPort": ca.TLSPort,
 		"ACME": indent(ca.opts.acmeYAML, "  "), "Extra": ca.opts.extraYAML, "Level": levelOr(ca.opts.logLevel),
 	})
 	if err != nil {
