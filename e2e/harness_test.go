@@ -36,7 +36,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	anvilBin = filepath.Join(dir, "anvil")
-	build := exec.Command("go", "build", "-o", anvilBin, "./cmd/anvil")
+	args := []string{"build", "-o", anvilBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/anvil")...)
 	build.Dir = repoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building anvil: %v\n%s", err, out)
@@ -44,12 +48,68 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if devDir != "" {
+		os.RemoveAll(devDir)
+	}
 	os.Exit(code)
 }
 
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
+}
+
+var (
+	devOnce sync.Once
+	devDir  string // a directory `scripts/run-dev.sh --init-only` prepared once
+	devErr  error
+)
+
+// copyDevHierarchy gives dir what `make run` leaves before it serves: the
+// symlinked configs and scripts, and a copy of var/dev (SoftHSM2 tokens, dev
+// hierarchy, transcripts). The script itself runs once per test binary; each
+// CA gets its own copy of its results, with softhsm2.conf pointing at the copy.
+func copyDevHierarchy(dir string) error {
+	devOnce.Do(func() {
+		devDir, devErr = os.MkdirTemp("", "anvil-e2e-dev-")
+		if devErr != nil {
+			return
+		}
+		if devErr = linkRepo(devDir); devErr != nil {
+			return
+		}
+		initCmd := exec.Command(filepath.Join(devDir, "scripts", "run-dev.sh"), "--init-only")
+		initCmd.Dir = devDir
+		initCmd.Env = append(os.Environ(), "ANVIL_BIN="+anvilBin)
+		if out, err := initCmd.CombinedOutput(); err != nil {
+			devErr = fmt.Errorf("scripts/run-dev.sh --init-only: %v\n%s", err, out)
+		}
+	})
+	if devErr != nil {
+		return devErr
+	}
+	if err := linkRepo(dir); err != nil {
+		return err
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(devDir, "var"), filepath.Join(dir, "var")).CombinedOutput(); err != nil {
+		return fmt.Errorf("copying the dev hierarchy: %v: %s", err, out)
+	}
+	conf := filepath.Join(dir, "var/dev/softhsm/softhsm2.conf")
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(conf, bytes.ReplaceAll(b, []byte(devDir), []byte(dir)), 0o600)
+}
+
+func linkRepo(dir string) error {
+	root := repoRoot()
+	for _, d := range []string{"configs", "scripts", "softhsm-test"} {
+		if err := os.Symlink(filepath.Join(root, d), filepath.Join(dir, d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CA is a running `anvil serve` and everything around it.
@@ -98,17 +158,8 @@ func WithACME(yaml string) CAOption { return func(o *caOptions) { o.acmeYAML += 
 func NewCA(t testing.TB, opts ...CAOption) *CA {
 	t.Helper()
 	dir := t.TempDir()
-	root := repoRoot()
-	for _, d := range []string{"configs", "scripts", "softhsm-test"} {
-		if err := os.Symlink(filepath.Join(root, d), filepath.Join(dir, d)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	initCmd := exec.Command(filepath.Join(dir, "scripts", "run-dev.sh"), "--init-only")
-	initCmd.Dir = dir
-	initCmd.Env = append(os.Environ(), "ANVIL_BIN="+anvilBin)
-	if out, err := initCmd.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/run-dev.sh --init-only: %v\n%s", err, out)
+	if err := copyDevHierarchy(dir); err != nil {
+		t.Fatal(err)
 	}
 	ca := &CA{t: t, Dir: dir, RootPEM: filepath.Join(dir, "var/dev/pki/root.pem"), DNS: StartDNS(t)}
 	for _, o := range opts {
