@@ -8,7 +8,7 @@ BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench bench-acme run deps deps-run vet fmt clean
+.PHONY: all build test unit bench bench-acme bench-scale run deps deps-run vet fmt clean
 
 all: build
 
@@ -42,6 +42,11 @@ bench: deps
 FLOWS ?= 2000
 bench-acme: deps
 	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE))
+
+# One machine, four deployments at concurrency 16: serve on SQLite, serve on
+# PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
+bench-scale: deps
+	$(GO) test -run '^$$' -bench ScaleOut -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS)
 
 run: deps-run build
 	@scripts/run-dev.sh

@@ -20,6 +20,8 @@ import (
 	"github.com/go-acme/lego/v5/certificate"
 	"github.com/go-acme/lego/v5/lego"
 	legolog "github.com/go-acme/lego/v5/log"
+
+	"github.com/anvil-pki/anvil/storage/postgres/pgtest"
 )
 
 var (
@@ -67,45 +69,62 @@ func BenchmarkACMEFlows(b *testing.B) {
 				register(b, c, u)
 				clients[i] = c
 			}
-			// One warm-up flow per client, outside the measurement.
-			for i, c := range clients {
-				obtain(b, c, fmt.Sprintf("warm%d-%d.bench.anvil-e2e.com", conc, i))
-			}
 			if *benchProfile != "" && conc == 16 {
-				go captureProfile(b, ca, *benchProfile)
-			}
-			var next atomic.Int64
-			lat := make([]time.Duration, *benchFlows)
-			cpuBefore := processCPU(b, ca.Pid())
-			start := time.Now()
-			var wg sync.WaitGroup
-			for _, c := range clients {
-				wg.Add(1)
 				go func() {
-					defer wg.Done()
-					for {
-						i := next.Add(1) - 1
-						if i >= int64(*benchFlows) {
-							return
-						}
-						t0 := time.Now()
-						obtain(b, c, fmt.Sprintf("f%d-%d.bench.anvil-e2e.com", conc, i))
-						lat[i] = time.Since(t0)
-					}
+					// Past the warm-up, into the measured flows.
+					time.Sleep(time.Second)
+					captureProfile(b, ca, *benchProfile)
 				}()
 			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			cpu := processCPU(b, ca.Pid()) - cpuBefore
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			n := float64(*benchFlows)
-			b.ReportMetric(n/elapsed.Seconds(), "certs/s")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
-			b.ReportMetric(float64(cpu.Microseconds())/1000/n, "server_cpu_ms/cert")
-			b.ReportMetric(0, "ns/op")
+			measureFlows(b, clients, fmt.Sprintf("c%d", conc), ca.Pid())
 		})
 	}
+}
+
+// measureFlows runs -flows complete flows spread over clients (one goroutine
+// each), after one unmeasured warm-up flow per client, and reports
+// certificates per second, p50/p99 flow latency and the CPU the server
+// processes (pids) spent per certificate.
+func measureFlows(b *testing.B, clients []*lego.Client, label string, pids ...int) {
+	for i, c := range clients {
+		obtain(b, c, fmt.Sprintf("warm-%s-%d.bench.anvil-e2e.com", label, i))
+	}
+	var next atomic.Int64
+	lat := make([]time.Duration, *benchFlows)
+	cpu := func() (d time.Duration) {
+		for _, pid := range pids {
+			d += processCPU(b, pid)
+		}
+		return d
+	}
+	cpuBefore := cpu()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(*benchFlows) {
+					return
+				}
+				t0 := time.Now()
+				obtain(b, c, fmt.Sprintf("f-%s-%d.bench.anvil-e2e.com", label, i))
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	used := cpu() - cpuBefore
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	n := float64(*benchFlows)
+	b.ReportMetric(n/elapsed.Seconds(), "certs/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+	b.ReportMetric(float64(used.Microseconds())/1000/n, "server_cpu_ms/cert")
+	b.ReportMetric(0, "ns/op")
 }
 
 func obtain(b testing.TB, c *lego.Client, name string) {
@@ -127,4 +146,45 @@ func processCPU(t testing.TB, pid int) time.Duration {
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	const clkTck = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clkTck
+}
+
+// BenchmarkScaleOut is `make bench-scale`: the same lego flows at concurrency
+// 16 against four deployments on this one machine — `anvil serve` alone on
+// SQLite, alone on PostgreSQL, and one or two front ends before an `anvil
+// signer`, all on PostgreSQL. server_cpu_ms/cert sums every Anvil process
+// (front ends and signer; PostgreSQL's own CPU is not counted).
+func BenchmarkScaleOut(b *testing.B) {
+	legolog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	const conc = 16
+	limitless := func(cfg *lego.Config) { cfg.Certificate.OverallRequestLimit = 1000 }
+	single := func(b *testing.B, opts ...CAOption) {
+		ca := NewCA(b, opts...)
+		clients := make([]*lego.Client, conc)
+		for i := range clients {
+			c, u := legoClient(b, ca, newKey(b), limitless)
+			register(b, c, u)
+			clients[i] = c
+		}
+		measureFlows(b, clients, "single", ca.Pid())
+	}
+	b.Run("sqlite/serve", func(b *testing.B) { single(b) })
+	b.Run("postgres/serve", func(b *testing.B) {
+		single(b, WithDatabase("driver: postgres\ndsn: "+strconv.Quote(pgtest.Start(b))))
+	})
+	for _, fronts := range []int{1, 2} {
+		// No '=' in the name: the temp dir carries it, and SoftHSM2's
+		// config parser splits tokendir's line on every '='.
+		b.Run(fmt.Sprintf("postgres/signer+%dfronts", fronts), func(b *testing.B) {
+			c := newCluster(b, fronts)
+			clients := make([]*lego.Client, conc)
+			for i := range clients {
+				clients[i] = c.legoSpread(b)
+			}
+			pids := []int{c.signer.cmd.Process.Pid}
+			for _, f := range c.fronts {
+				pids = append(pids, f.cmd.Process.Pid)
+			}
+			measureFlows(b, clients, fmt.Sprintf("fronts%d", fronts), pids...)
+		})
+	}
 }

@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -25,6 +26,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/anvil-pki/anvil/storage/postgres/pgtest"
 )
 
 var anvilBin string
@@ -46,7 +49,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building anvil: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Main(m) // runs the tests, then stops the PostgreSQL cluster if one was started
 	os.RemoveAll(dir)
 	if devDir != "" {
 		os.RemoveAll(devDir)
@@ -138,6 +141,7 @@ type caOptions struct {
 	extraYAML string // appended to serve.yaml (extra top-level sections)
 	acmeYAML  string // appended inside the acme section
 	logLevel  string
+	database  string // the database: section's body; SQLite under var/dev by default
 }
 
 func levelOr(l string) string {
@@ -149,6 +153,9 @@ func levelOr(l string) string {
 
 // CAOption changes the server configuration.
 type CAOption func(*caOptions)
+
+// WithDatabase replaces the body of the database: section of serve.yaml.
+func WithDatabase(yaml string) CAOption { return func(o *caOptions) { o.database = yaml } }
 
 // WithACME adds lines to the acme: section of serve.yaml.
 func WithACME(yaml string) CAOption { return func(o *caOptions) { o.acmeYAML += yaml } }
@@ -207,8 +214,7 @@ tls:
   issue_for: [localhost, 127.0.0.1]
   profile: server
 database:
-  driver: sqlite
-  dsn: var/dev/anvil.db
+{{.Database}}
 hsm:
   module: /usr/lib/softhsm/libsofthsm2.so
   pin:
@@ -275,6 +281,7 @@ func (ca *CA) writeConfig(port int) {
 	err := serveTemplate.Execute(&b, map[string]any{
 		"Port": port, "AdminPort": ca.AdminPort, "PKIPort": ca.PKIPort, "DNS": ca.DNS.Addr, "HTTPPort": ca.HTTPPort, "TLSPort": ca.TLSPort,
 		"ACME": indent(ca.opts.acmeYAML, "  "), "Extra": ca.opts.extraYAML, "Level": levelOr(ca.opts.logLevel),
+		"Database": indent(cmp.Or(ca.opts.database, "driver: sqlite\ndsn: var/dev/anvil.db"), "  "),
 	})
 	if err != nil {
 		ca.t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -24,13 +23,8 @@ import (
 	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/api"
 	"github.com/anvil-pki/anvil/config"
-	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
-	"github.com/anvil-pki/anvil/policy"
-	"github.com/anvil-pki/anvil/revocation"
-	"github.com/anvil-pki/anvil/storage"
-	"github.com/anvil-pki/anvil/storage/postgres"
-	"github.com/anvil-pki/anvil/storage/sqlite"
+	"github.com/anvil-pki/anvil/signer"
 	"github.com/anvil-pki/anvil/validation"
 )
 
@@ -85,69 +79,42 @@ func newLogger(c logConfig) *slog.Logger {
 
 // server is a running `anvil serve` and what it must release.
 type server struct {
-	cfg         *serveConfig
-	log         *slog.Logger
-	store       storage.Store
-	tokens      []*hsm.Token
-	tokenByName map[string]*hsm.Token
-	ca          *acme.CA
-	api         *api.Server
-	issuer      *issuance.Service
-	publisher   *revocation.Publisher
-	tlsCert     *certHolder
-	tlsIssuer   *issuance.Service
-	closers     []func()
+	*core
+	cfg       *serveConfig
+	ca        *acme.CA
+	api       *api.Server
+	tlsCert   *certHolder
+	tlsIssuer *issuance.Service
 }
 
-func (s *server) close() {
-	for i := len(s.closers) - 1; i >= 0; i-- {
-		s.closers[i]()
+// buildServer opens the database and, unless a remote signer issues, the HSM
+// and the issuers; then it wires the protocol core to the API. Anything wrong
+// in the configuration, the HSM or the signer stops it here, before a port is
+// opened.
+func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ *server, err error) {
+	c, err := openCore(ctx, &cfg.caConfig, logger, cfg.Signer == nil)
+	if err != nil {
+		return nil, err
 	}
-}
-
-// buildServer opens the database and the HSM, loads the issuers and wires the
-// protocol core to the API. Anything wrong in the configuration or the HSM stops
-// it here, before a port is opened.
-func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (*server, error) {
-	s := &server{cfg: cfg, log: logger}
-	ok := false
+	s := &server{core: c, cfg: cfg}
 	defer func() {
-		if !ok {
+		if err != nil {
 			s.close()
 		}
 	}()
 
-	store, err := openStore(ctx, cfg.Database)
-	if err != nil {
-		return nil, err
+	var issuer acme.Issuer
+	onRevoke := func(string) {}
+	if cfg.Signer != nil {
+		client, err := signer.NewClient(ctx, signer.ClientConfig{URL: cfg.Signer.URL, CertFile: cfg.Signer.Cert, KeyFile: cfg.Signer.Key, CAFile: cfg.Signer.CA})
+		if err != nil {
+			return nil, fmt.Errorf("signer: %w", err)
+		}
+		issuer = client
+	} else {
+		issuer = acme.LocalIssuer{Service: c.svc}
+		onRevoke = c.publisher.Revoked
 	}
-	s.store = store
-	s.closers = append(s.closers, func() { store.Close() })
-
-	issuers, err := s.loadIssuers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if s.publisher, err = s.buildPublisher(ctx, issuers); err != nil {
-		return nil, err
-	}
-	rules, err := policy.New(cfg.Policy)
-	if err != nil {
-		return nil, err
-	}
-	profiles, err := buildProfiles(cfg)
-	if err != nil {
-		return nil, err
-	}
-	svc, err := issuance.NewService(issuance.ServiceConfig{
-		Issuers: issuers, Profiles: profiles, DefaultProfile: cfg.DefaultProfile,
-		Ledger: acme.Ledger{Store: store}, Policy: rules,
-		SerialPrefix: byte(cfg.SerialPrefix), Logger: logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.issuer = svc
 
 	v, err := validation.New(cfg.Validation)
 	if err != nil {
@@ -157,13 +124,13 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (*s
 	if err != nil {
 		return nil, err
 	}
-	nonces, err := api.NewNonces(nonceKey, cfg.Nonce.Lifetime.Duration, store)
+	nonces, err := api.NewNonces(nonceKey, cfg.Nonce.Lifetime.Duration, c.store)
 	if err != nil {
 		return nil, err
 	}
 	var apiServer *api.Server
 	ca, err := acme.New(acme.Config{
-		Policy:                  rules,
+		Policy:                  c.rules,
 		ChallengeTypes:          cfg.ACME.ChallengeTypes,
 		OrderLifetime:           cfg.ACME.OrderLifetime.Duration,
 		PendingAuthzLifetime:    cfg.ACME.PendingAuthzLife.Duration,
@@ -173,6 +140,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (*s
 		InlineValidation:        cfg.ACME.InlineValidation.Or(5 * time.Second),
 		ValidationAttempts:      cfg.ACME.ValidationAttempts,
 		RetryBackoff:            cfg.ACME.RetryBackoff.Duration,
+		ValidationLease:         cfg.ACME.ValidationLease.Duration,
 		CAA:                     !cfg.Validation.DisableCAA,
 		CAARecheckAfter:         cfg.ACME.CAARecheckAfter.Duration,
 		ReuseAuthorizations:     cfg.ACME.ReuseAuthorizations == nil || *cfg.ACME.ReuseAuthorizations,
@@ -185,9 +153,9 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (*s
 			FailedValidationsPerName: cfg.ACME.RateLimits.FailedValidationsPerName.limit(),
 		},
 		AccountURL: func(id string) string { return apiServer.AccountURL(id) },
-		OnRevoke:   s.publisher.Revoked,
+		OnRevoke:   onRevoke,
 		Logger:     logger,
-	}, store, acme.LocalIssuer{Service: svc}, validatorAdapter{v})
+	}, c.store, issuer, validatorAdapter{v})
 	if err != nil {
 		return nil, err
 	}
@@ -208,138 +176,10 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (*s
 	}
 	s.api = apiServer
 
-	if s.tlsCert, err = s.ensureTLSCertificate(ctx, issuers, profiles); err != nil {
+	if s.tlsCert, err = s.ensureTLSCertificate(ctx, c.issuers, c.profiles); err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	ok = true
 	return s, nil
-}
-
-func openStore(ctx context.Context, c databaseConfig) (storage.Store, error) {
-	dsn := c.DSN
-	if c.DSNEnv != "" {
-		dsn = os.Getenv(c.DSNEnv)
-		if dsn == "" {
-			return nil, fmt.Errorf("database.dsn_env: %s is not set", c.DSNEnv)
-		}
-	}
-	switch c.Driver {
-	case "sqlite":
-		return sqlite.Open(dsn)
-	case "postgres":
-		return postgres.Open(ctx, dsn)
-	}
-	return nil, fmt.Errorf("database.driver %q", c.Driver)
-}
-
-// loadIssuers opens each token the issuers' keys name (once per token), finds
-// the keys, and pairs them with their certificates.
-func (s *server) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
-	var out []*issuance.Issuer
-	for i, ic := range s.cfg.Issuers {
-		path := fmt.Sprintf("issuers[%d]", i)
-		u, err := hsm.ParseURI(ic.Key)
-		if err != nil {
-			return nil, fmt.Errorf("%s.key: %w", path, err)
-		}
-		tok, err := s.tokenFor(u)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		key, err := tok.FindKey(u.KeyRef())
-		if err != nil {
-			return nil, fmt.Errorf("%s.key: %w", path, err)
-		}
-		cert, err := readCertPEM(ic.Certificate)
-		if err != nil {
-			return nil, fmt.Errorf("%s.certificate: %w", path, err)
-		}
-		var chain []*x509.Certificate
-		for j, f := range ic.Chain {
-			c, err := readCertPEM(f)
-			if err != nil {
-				return nil, fmt.Errorf("%s.chain[%d]: %w", path, j, err)
-			}
-			chain = append(chain, c)
-		}
-		iss, err := issuance.NewIssuer(ctx, ic.Name, cert, key, issuance.URLs{IssuerURL: ic.IssuerURL, OCSPURL: ic.OCSPURL, CRLURL: ic.CRLURL}, chain...)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		for j, files := range ic.AlternateChains {
-			var alt []*x509.Certificate
-			for _, f := range files {
-				c, err := readCertPEM(f)
-				if err != nil {
-					return nil, fmt.Errorf("%s.alternate_chains[%d]: %w", path, j, err)
-				}
-				alt = append(alt, c)
-			}
-			if err := iss.AddAlternateChain(alt...); err != nil {
-				return nil, fmt.Errorf("%s.alternate_chains[%d]: %w", path, j, err)
-			}
-		}
-		s.log.Info("issuer loaded", "issuer", ic.Name, "subject", cert.Subject.String(), "token", tok.Label(), "key", key.Ref().String())
-		out = append(out, iss)
-	}
-	return out, nil
-}
-
-// tokenFor opens the token a key URI names, once per token, with the hsm
-// section's module and PIN unless the URI says otherwise.
-func (s *server) tokenFor(u *hsm.URI) (*hsm.Token, error) {
-	key := u.Token + "|" + u.Serial
-	if s.tokenByName == nil {
-		s.tokenByName = map[string]*hsm.Token{}
-	}
-	if tok := s.tokenByName[key]; tok != nil {
-		return tok, nil
-	}
-	hc := hsm.Config{
-		ModulePath: s.cfg.HSM.Module, TokenLabel: u.Token, TokenSerial: u.Serial, PIN: s.cfg.HSM.PIN,
-		MaxSessions: s.cfg.HSM.MaxSessions, SessionWait: s.cfg.HSM.SessionWait.Duration,
-		SignTimeout: s.cfg.HSM.SignTimeout.Duration, Logger: s.log,
-	}
-	if u.ModulePath != "" {
-		hc.ModulePath = u.ModulePath
-	}
-	if u.PINSource != "" {
-		var err error
-		if hc.PIN, err = hsm.ParsePINSource(u.PINSource); err != nil {
-			return nil, err
-		}
-	}
-	tok, err := hsm.Open(hc)
-	if err != nil {
-		return nil, err
-	}
-	s.tokenByName[key] = tok
-	s.tokens = append(s.tokens, tok)
-	s.closers = append(s.closers, func() { tok.Close() })
-	return tok, nil
-}
-
-// buildProfiles checks the profiles, default first, then by name.
-func buildProfiles(cfg *serveConfig) ([]*issuance.Profile, error) {
-	names := make([]string, 0, len(cfg.Profiles))
-	for n := range cfg.Profiles {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		if (names[i] == cfg.DefaultProfile) != (names[j] == cfg.DefaultProfile) {
-			return names[i] == cfg.DefaultProfile
-		}
-		return names[i] < names[j]
-	})
-	var out []*issuance.Profile
-	for _, n := range names {
-		p, err := issuance.NewProfile(n, cfg.Profiles[n])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
 
 func readCertPEM(path string) (*x509.Certificate, error) {
@@ -417,7 +257,7 @@ func (s *server) run(ctx context.Context) error {
 		go func() { errc <- admin.Serve(aln) }()
 	}
 	var pki *http.Server
-	if s.cfg.PKI.Listen != "" {
+	if s.cfg.PKI.Listen != "" && s.publisher != nil {
 		pln, err := net.Listen("tcp", s.cfg.PKI.Listen)
 		if err != nil {
 			return fmt.Errorf("pki.listen: %w", err)
@@ -431,7 +271,9 @@ func (s *server) run(ctx context.Context) error {
 	}
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
-	go s.publisher.Run(bg)
+	if s.publisher != nil {
+		go s.publisher.Run(bg)
+	}
 	go s.ca.Run(bg, time.Second)
 	go s.housekeeping(bg)
 	go s.tlsCert.renewLoop(bg, s)
@@ -551,54 +393,4 @@ func splitNames(names []string) ([]string, []net.IP) {
 		}
 	}
 	return dns, ips
-}
-
-// buildPublisher makes an OCSP signer per issuer (the issuer's key, or its
-// delegated responder's) and the CRL and OCSP publisher.
-func (s *server) buildPublisher(ctx context.Context, issuers []*issuance.Issuer) (*revocation.Publisher, error) {
-	var signers []*issuance.OCSPSigner
-	for i, iss := range issuers {
-		ic := s.cfg.Issuers[i]
-		var respCert *x509.Certificate
-		var respKey *hsm.Key
-		if r := ic.OCSPResponder; r != nil {
-			path := fmt.Sprintf("issuers[%d].ocsp_responder", i)
-			c, err := readCertPEM(r.Certificate)
-			if err != nil {
-				return nil, fmt.Errorf("%s.certificate: %w", path, err)
-			}
-			u, err := hsm.ParseURI(r.Key)
-			if err != nil {
-				return nil, fmt.Errorf("%s.key: %w", path, err)
-			}
-			tok, err := s.tokenFor(u)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-			if respKey, err = tok.FindKey(u.KeyRef()); err != nil {
-				return nil, fmt.Errorf("%s.key: %w", path, err)
-			}
-			respCert = c
-		}
-		var signer *issuance.OCSPSigner
-		var err error
-		if respKey != nil {
-			signer, err = iss.NewOCSPSigner(ctx, respCert, respKey)
-		} else {
-			signer, err = iss.NewOCSPSigner(ctx, nil, nil)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("issuers[%d]: %w", i, err)
-		}
-		signers = append(signers, signer)
-	}
-	host, _ := os.Hostname()
-	return revocation.New(ctx, revocation.Config{
-		CRLValidity:      s.cfg.PKI.CRLValidity.Duration,
-		CRLRegenerate:    s.cfg.PKI.CRLRegenerate.Duration,
-		CRLCheckInterval: s.cfg.PKI.CRLCheckInterval.Duration,
-		OCSPValidity:     s.cfg.PKI.OCSPValidity.Duration,
-		Holder:           fmt.Sprintf("%s/%d", host, os.Getpid()),
-		Logger:           s.log,
-	}, s.store, signers, s.cfg.PKI.Files)
 }

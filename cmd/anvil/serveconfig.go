@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -9,8 +8,6 @@ import (
 	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
-	"github.com/anvil-pki/anvil/issuance"
-	"github.com/anvil-pki/anvil/policy"
 	"github.com/anvil-pki/anvil/validation"
 )
 
@@ -23,21 +20,24 @@ type serveConfig struct {
 	BaseURL string    `yaml:"base_url"`
 	TLS     tlsConfig `yaml:"tls"`
 	// AdminListen serves /metrics and /health (plain HTTP; keep it private).
-	AdminListen string         `yaml:"admin_listen"`
-	Database    databaseConfig `yaml:"database"`
-	HSM         hsmConfig      `yaml:"hsm"`
-	Issuers     []issuerConfig `yaml:"issuers"`
-	// Profiles are the certificate profiles by name; DefaultProfile is used when
-	// an order names none.
-	Profiles       map[string]issuance.ProfileConfig `yaml:"profiles"`
-	DefaultProfile string                            `yaml:"default_profile"`
-	SerialPrefix   int                               `yaml:"serial_prefix"`
-	ACME           acmeConfig                        `yaml:"acme"`
-	Policy         policy.Config                     `yaml:"policy"`
-	Validation     validation.Config                 `yaml:"validation"`
-	Nonce          nonceConfig                       `yaml:"nonce"`
-	PKI            pkiConfig                         `yaml:"pki"`
-	Log            logConfig                         `yaml:"log"`
+	AdminListen string `yaml:"admin_listen"`
+	// The CA: database, HSM, issuers, profiles, policy, pki. With signer set,
+	// only the database (and policy) are used here: the signer has the rest.
+	caConfig `yaml:",inline"`
+	// Signer, when set, sends issuance to an `anvil signer` over mutual TLS
+	// instead of signing in this process.
+	Signer     *signerClientConfig `yaml:"signer"`
+	ACME       acmeConfig          `yaml:"acme"`
+	Validation validation.Config   `yaml:"validation"`
+	Nonce      nonceConfig         `yaml:"nonce"`
+	Log        logConfig           `yaml:"log"`
+}
+
+type signerClientConfig struct {
+	URL  string `yaml:"url"`
+	Cert string `yaml:"cert"` // this front end's client certificate
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"` // the CA of the signer's certificate
 }
 
 type tlsConfig struct {
@@ -115,7 +115,10 @@ type acmeConfig struct {
 	InlineValidation   config.Duration `yaml:"inline_validation"`
 	ValidationAttempts int             `yaml:"validation_attempts"`
 	RetryBackoff       config.Duration `yaml:"retry_backoff"`
-	MaxBodyBytes       int64           `yaml:"max_body_bytes"`
+	// ValidationLease is how long a node may work on a validation or a
+	// finalize before another node takes it over (default 1m).
+	ValidationLease config.Duration `yaml:"validation_lease"`
+	MaxBodyBytes    int64           `yaml:"max_body_bytes"`
 	// ReuseAuthorizations lets new orders use valid authorizations (default true).
 	ReuseAuthorizations     *bool            `yaml:"reuse_authorizations"`
 	PreAuthorization        bool             `yaml:"pre_authorization"`
@@ -165,54 +168,25 @@ func (c *serveConfig) Validate() error {
 	if c.TLS.Cert == "" || c.TLS.Key == "" {
 		p.Addf("tls", "cert and key are required (with issue_for, they are where the issued certificate is kept)")
 	}
-	switch c.Database.Driver {
-	case "sqlite", "postgres":
-	case "":
-		p.Addf("database.driver", "is required (sqlite or postgres)")
-	default:
-		p.Addf("database.driver", "%q: want sqlite or postgres", c.Database.Driver)
-	}
-	if (c.Database.DSN == "") == (c.Database.DSNEnv == "") {
-		p.Addf("database.dsn", "give exactly one of dsn and dsn_env")
-	}
-	p.Require("hsm.module", c.HSM.Module)
-	if c.HSM.PIN.IsZero() {
-		p.Addf("hsm.pin", "give file or env")
-	}
-	if len(c.Issuers) == 0 {
-		p.Addf("issuers", "at least one issuer is required")
-	}
-	names := map[string]bool{}
-	for i, is := range c.Issuers {
-		path := fmt.Sprintf("issuers[%d]", i)
-		p.Require(path+".name", is.Name)
-		p.Require(path+".certificate", is.Certificate)
-		p.Require(path+".key", is.Key)
-		if names[is.Name] {
-			p.Addf(path+".name", "%q is used twice", is.Name)
+	c.validateDatabase(&p)
+	if c.Signer != nil {
+		p.Require("signer.url", c.Signer.URL)
+		p.Require("signer.cert", c.Signer.Cert)
+		p.Require("signer.key", c.Signer.Key)
+		p.Require("signer.ca", c.Signer.CA)
+		if len(c.Issuers) > 0 || c.HSM.Module != "" || len(c.Profiles) > 0 || c.PKI.Listen != "" {
+			p.Addf("signer", "with a signer, hsm, issuers, profiles and pki belong in the signer's configuration, not here")
 		}
-		names[is.Name] = true
-		if is.Key != "" {
-			if _, err := hsm.ParseURI(is.Key); err != nil {
-				p.Addf(path+".key", "%v", err)
+		if len(c.TLS.IssueFor) > 0 {
+			p.Addf("tls.issue_for", "only a server that issues in process can issue its own certificate; give cert and key")
+		}
+	} else {
+		c.validateIssuance(&p)
+		if c.TLS.Profile != "" {
+			if _, ok := c.Profiles[c.TLS.Profile]; !ok {
+				p.Addf("tls.profile", "%q is not among the profiles", c.TLS.Profile)
 			}
 		}
-	}
-	if len(c.Profiles) == 0 {
-		p.Addf("profiles", "at least one profile is required")
-	}
-	if c.DefaultProfile != "" {
-		if _, ok := c.Profiles[c.DefaultProfile]; !ok {
-			p.Addf("default_profile", "%q is not among the profiles", c.DefaultProfile)
-		}
-	}
-	if c.TLS.Profile != "" {
-		if _, ok := c.Profiles[c.TLS.Profile]; !ok {
-			p.Addf("tls.profile", "%q is not among the profiles", c.TLS.Profile)
-		}
-	}
-	if c.SerialPrefix < 0 || c.SerialPrefix > 0x7f {
-		p.Addf("serial_prefix", "must be between 1 and 127")
 	}
 	if err := c.Validation.Validate(); err != nil {
 		p.Addf("validation", "%v", err)

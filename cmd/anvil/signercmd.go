@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/anvil-pki/anvil/config"
+	"github.com/anvil-pki/anvil/signer"
+)
+
+func init() {
+	register("signer", "run the issuance service on its own, behind mutual TLS", runSigner)
+}
+
+// signerConfig is the YAML file of `anvil signer`: the issuance service beside
+// the HSM, for front ends that run `anvil serve` with a signer section.
+type signerConfig struct {
+	// Listen is the mTLS listener front ends call.
+	Listen string          `yaml:"listen"`
+	TLS    signerTLSConfig `yaml:"tls"`
+	// AllowedClients are the front ends' certificate identities (common name,
+	// DNS or URI name) the signer serves.
+	AllowedClients []string `yaml:"allowed_clients"`
+	// AdminListen serves /metrics and /health (plain HTTP; keep it private).
+	AdminListen string `yaml:"admin_listen"`
+	caConfig    `yaml:",inline"`
+	Log         logConfig `yaml:"log"`
+}
+
+type signerTLSConfig struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"` // the CA that issued the front ends' client certificates
+}
+
+// Validate checks the file; every problem names its YAML path.
+func (c *signerConfig) Validate() error {
+	var p config.Problems
+	p.Require("listen", c.Listen)
+	p.Require("tls.cert", c.TLS.Cert)
+	p.Require("tls.key", c.TLS.Key)
+	p.Require("tls.client_ca", c.TLS.ClientCA)
+	if len(c.AllowedClients) == 0 {
+		p.Addf("allowed_clients", "name at least one front end")
+	}
+	c.validateDatabase(&p)
+	c.validateIssuance(&p)
+	return p.Err()
+}
+
+func runSigner(args []string) error {
+	fs := flag.NewFlagSet("signer", flag.ContinueOnError)
+	path := fs.String("config", "", "signer YAML file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("--config is required")
+	}
+	var cfg signerConfig
+	if err := config.Load(*path, &cfg); err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Log)
+	slog.SetDefault(logger)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	c, err := openCore(ctx, &cfg.caConfig, logger, true)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	srv, err := signer.NewServer(signer.ServerConfig{Service: c.svc, Store: c.store, AllowedClients: cfg.AllowedClients, Logger: logger})
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := signer.ServerTLS(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.ClientCA)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	httpSrv := &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+	errc := make(chan error, 3)
+	go func() { errc <- httpSrv.ServeTLS(ln, "", "") }()
+	// The signer has the HSM and the ledger: it publishes CRLs and answers OCSP.
+	s := &server{core: c, cfg: &serveConfig{AdminListen: cfg.AdminListen, caConfig: cfg.caConfig}}
+	var servers []*http.Server
+	if cfg.PKI.Listen != "" {
+		pln, err := net.Listen("tcp", cfg.PKI.Listen)
+		if err != nil {
+			return fmt.Errorf("pki.listen: %w", err)
+		}
+		ocspPath := cfg.PKI.OCSPPath
+		if ocspPath == "" {
+			ocspPath = "/ocsp"
+		}
+		pki := &http.Server{Handler: c.publisher.Handler(ocspPath), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, pki)
+		go func() { errc <- pki.Serve(pln) }()
+	}
+	if cfg.AdminListen != "" {
+		aln, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			return fmt.Errorf("admin_listen: %w", err)
+		}
+		admin := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, admin)
+		go func() { errc <- admin.Serve(aln) }()
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.publisher.Run(bg)
+	logger.Info("anvil signer serving", "listen", ln.Addr().String(), "clients", cfg.AllowedClients, "pki", cfg.PKI.Listen)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelShutdown()
+	httpSrv.Shutdown(shutdown)
+	for _, srv := range servers {
+		srv.Shutdown(shutdown)
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/issuance"
+)
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// ClientConfig names a signer and the front end's credentials.
+type ClientConfig struct {
+	URL      string // https://signer.internal:14100
+	CertFile string // the front end's client certificate
+	KeyFile  string
+	CAFile   string // the CA of the signer's certificate
+	// Timeout bounds one attempt (default 30 s); Attempts is how many are made
+	// on network errors and 5xx answers (default 3). Retries are safe: the
+	// signer answers a repeated requester with the certificate it recorded.
+	Timeout  time.Duration
+	Attempts int
+}
+
+// Client is an acme.Issuer backed by a remote signer.
+type Client struct {
+	cfg  ClientConfig
+	http *http.Client
+	info atomic.Pointer[Info]
+}
+
+var _ acme.Issuer = (*Client)(nil)
+
+// NewClient connects to a signer and reads its profiles and chains.
+func NewClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 3
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("signer client certificate: %w", err)
+	}
+	pool, err := loadPool(cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("signer CA: %w", err)
+	}
+	c := &Client{cfg: cfg, http: &http.Client{
+		Timeout: cfg.Timeout,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS13},
+			MaxIdleConnsPerHost: 64,
+			ForceAttemptHTTP2:   true,
+		},
+	}}
+	if err := c.refreshInfo(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) refreshInfo(ctx context.Context) error {
+	var info Info
+	if err := c.call(ctx, http.MethodGet, "/v1/info", nil, &info); err != nil {
+		return fmt.Errorf("signer %s: %w", c.cfg.URL, err)
+	}
+	c.info.Store(&info)
+	return nil
+}
+
+// Issue asks the signer for a certificate.
+func (c *Client) Issue(ctx context.Context, req issuance.Request) (*issuance.Issued, error) {
+	body := IssueRequest{CSR: req.CSR, DNSNames: req.DNSNames, Profile: req.Profile, Requester: req.Requester}
+	for _, ip := range req.IPAddresses {
+		body.IPAddresses = append(body.IPAddresses, ip.String())
+	}
+	var resp IssueResponse
+	if err := c.call(ctx, http.MethodPost, "/v1/issue", body, &resp); err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(resp.DER)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the signer's certificate does not parse: %v", issuance.ErrSignature, err)
+	}
+	return &issuance.Issued{DER: resp.DER, Cert: cert, Chain: resp.Chain, Issuer: resp.Issuer, Profile: resp.Profile}, nil
+}
+
+// Chains returns an issuer's chains as the signer reported them.
+func (c *Client) Chains(issuer string) ([][][]byte, bool) {
+	info := c.info.Load()
+	ch, ok := info.Chains[issuer]
+	if !ok {
+		// An issuer added since: ask again once.
+		if c.refreshInfo(context.Background()) == nil {
+			ch, ok = c.info.Load().Chains[issuer]
+		}
+	}
+	return ch, ok
+}
+
+// ProfileNames lists the signer's profiles, default first.
+func (c *Client) ProfileNames() []acme.ProfileInfo {
+	var out []acme.ProfileInfo
+	for _, p := range c.info.Load().Profiles {
+		out = append(out, acme.ProfileInfo{Name: p.Name, Description: p.Description})
+	}
+	return out
+}
+
+// call makes one call with retries on network errors and 5xx answers.
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var payload []byte
+	if in != nil {
+		var err error
+		if payload, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	var last error
+	for attempt := 1; attempt <= c.cfg.Attempts; attempt++ {
+		retry, err := c.once(ctx, method, path, payload, out)
+		if err == nil {
+			return nil
+		}
+		last = err
+		if !retry || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(last, ctx.Err())
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
+	return last
+}
+
+// once makes one attempt; retry says whether another may help.
+func (c *Client) once(ctx context.Context, method, path string, payload []byte, out any) (retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.cfg.URL, "/")+path, bytes.NewReader(payload))
+	if err != nil {
+		return false, err
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return true, fmt.Errorf("%w: %v", issuance.ErrSignerUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return true, fmt.Errorf("%w: %v", issuance.ErrSignerUnavailable, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return false, json.Unmarshal(body, out)
+	}
+	var p Problem
+	if json.Unmarshal(body, &p) != nil {
+		p = Problem{Kind: "internal", Detail: fmt.Sprintf("HTTP %d", resp.StatusCode)}
+	}
+	if kindErr := errorOf(p.Kind); kindErr != nil {
+		return resp.StatusCode >= 500 && p.Kind != "signature", fmt.Errorf("%w: signer: %s", kindErr, p.Detail)
+	}
+	if resp.StatusCode >= 500 {
+		return true, fmt.Errorf("%w: signer answered %d: %s", issuance.ErrSignerUnavailable, resp.StatusCode, p.Detail)
+	}
+	return false, fmt.Errorf("signer refused the request (%d %s): %s", resp.StatusCode, p.Kind, p.Detail)
+}

@@ -1,0 +1,104 @@
+// Package signer carries the issuance service across the network: the server
+// that `anvil signer` runs beside the HSM, and the client that ACME front ends
+// use in place of in-process issuance.
+//
+// The protocol is JSON over HTTPS with mutual TLS. JSON over HTTP, not gRPC,
+// because the two calls (issue, and info for profiles and chains) need no
+// streaming or code generation, every operator can read them with curl, and it
+// adds no dependency. Only clients whose certificate chains to the configured CA
+// and whose identity is on the allow-list are served.
+//
+// The signer does not trust its caller: every request goes through the
+// signer's own issuance.Service, which checks the CSR, the names against the
+// signer's own policy and profiles, lints, records the serial and intent in the
+// signer's ledger, signs, verifies and records the certificate. A request is
+// idempotent by its requester (the order ID): a retry after a timeout gets the
+// certificate already recorded for it instead of a second signature.
+package signer
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/anvil-pki/anvil/issuance"
+)
+
+// IssueRequest is the body of POST /v1/issue.
+type IssueRequest struct {
+	CSR         []byte   `json:"csr"` // DER, base64 in JSON
+	DNSNames    []string `json:"dns_names"`
+	IPAddresses []string `json:"ip_addresses"`
+	Profile     string   `json:"profile"`
+	// Requester identifies the request for idempotency and the ledger: the
+	// ACME order ID. Required.
+	Requester string `json:"requester"`
+}
+
+// IssueResponse is the answer to a successful IssueRequest.
+type IssueResponse struct {
+	DER     []byte   `json:"der"`
+	Chain   [][]byte `json:"chain"`
+	Issuer  string   `json:"issuer"`
+	Profile string   `json:"profile"`
+	// Replayed says the certificate was already recorded for this requester
+	// and nothing new was signed.
+	Replayed bool `json:"replayed"`
+}
+
+// Info is the answer to GET /v1/info: what front ends need to serve ACME.
+type Info struct {
+	Profiles []ProfileInfo         `json:"profiles"` // default first
+	Chains   map[string][][][]byte `json:"chains"`   // issuer -> chains, default first
+}
+
+// ProfileInfo names a profile.
+type ProfileInfo struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// Problem is an error answer: kind says which issuance error it was, so that
+// the client can give callers the same errors.Is behaviour as in-process
+// issuance.
+type Problem struct {
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+}
+
+// kinds maps issuance's error categories to wire names and HTTP statuses.
+var kinds = []struct {
+	name   string
+	err    error
+	status int
+}{
+	{"badCSR", issuance.ErrBadCSR, http.StatusBadRequest},
+	{"badPublicKey", issuance.ErrBadPublicKey, http.StatusBadRequest},
+	{"badSignatureAlgorithm", issuance.ErrBadSignatureAlgorithm, http.StatusBadRequest},
+	{"namesMismatch", issuance.ErrNamesMismatch, http.StatusBadRequest},
+	{"rejectedName", issuance.ErrRejectedName, http.StatusForbidden},
+	{"unknownProfile", issuance.ErrUnknownProfile, http.StatusBadRequest},
+	{"lint", issuance.ErrLint, http.StatusUnprocessableEntity},
+	{"ledger", issuance.ErrLedger, http.StatusServiceUnavailable},
+	{"signerUnavailable", issuance.ErrSignerUnavailable, http.StatusServiceUnavailable},
+	{"signature", issuance.ErrSignature, http.StatusInternalServerError},
+}
+
+// kindOf classifies an issuance error.
+func kindOf(err error) (string, int) {
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			return k.name, k.status
+		}
+	}
+	return "internal", http.StatusInternalServerError
+}
+
+// errorOf rebuilds an error of the named kind on the client side.
+func errorOf(kind string) error {
+	for _, k := range kinds {
+		if k.name == kind {
+			return k.err
+		}
+	}
+	return nil
+}
