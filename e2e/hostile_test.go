@@ -43,6 +43,25 @@ func TestHostileRequests(t *testing.T) {
 	newOrder := a.url("newOrder")
 	orderPayload := []byte(`{"identifiers":[{"type":"dns","value":"h.anvil-e2e.com"}]}`)
 
+	t.Run("newNonce", func(t *testing.T) {
+		// RFC 8555 7.2: HEAD answers 200, GET 204, each with a fresh nonce
+		// that no cache may keep.
+		seen := map[string]bool{}
+		for method, want := range map[string]int{http.MethodHead: http.StatusOK, http.MethodGet: http.StatusNoContent} {
+			req, _ := http.NewRequest(method, a.url("newNonce"), nil)
+			resp, err := ca.HTTPClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			nonce := resp.Header.Get("Replay-Nonce")
+			if resp.StatusCode != want || nonce == "" || seen[nonce] || resp.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("%s newNonce: %d, nonce %q, Cache-Control %q; want %d, a fresh nonce, no-store",
+					method, resp.StatusCode, nonce, resp.Header.Get("Cache-Control"), want)
+			}
+			seen[nonce] = true
+		}
+	})
 	t.Run("replayed nonce", func(t *testing.T) {
 		h := a.header(newOrder)
 		st, body, _ := a.send(newOrder, a.jws(h, orderPayload))
