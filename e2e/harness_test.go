@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -397,8 +398,59 @@ func (ca *CA) IntermediatePool() *x509.CertPool {
 	return pool
 }
 
+// freePort returns a loopback TCP port free for a server to bind.
+//
+// A port from "127.0.0.1:0" is closed again before the server binds it, and
+// the kernel hands the same ephemeral range to every outgoing connection the
+// tests make: under load one of those took a server's port. So ports come
+// from below the ephemeral range, where only this process picks, and none is
+// handed out twice.
 func freePort(t testing.TB) int {
 	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	lo, hi := 10000, ephemeralLow()
+	for range 1000 {
+		var port int
+		if hi-lo < 1000 {
+			port = kernelPort(t) // no room below the ephemeral range
+		} else {
+			port = lo + mrand.IntN(hi-lo)
+		}
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[port] = true
+		return port
+	}
+	t.Fatal("no free loopback port found")
+	return 0
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 32768
+	}
+	return lo
+}
+
+func kernelPort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
