@@ -316,6 +316,8 @@ func (ca *CA) Start() {
 	cmd.Dir = ca.Dir
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+filepath.Join(ca.Dir, "var/dev/softhsm/softhsm2.conf"))
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Killed with the test binary, should it die without cleaning up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		ca.t.Fatal(err)
 	}

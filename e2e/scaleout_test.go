@@ -203,9 +203,6 @@ func newCluster(t testing.TB, n int) *cluster {
 	}
 	c.chal = startChallengeServer(t, c.httpPort)
 	t.Cleanup(func() {
-		for _, p := range append(c.fronts, c.signer) {
-			p.stop()
-		}
 		if t.Failed() {
 			for _, p := range append(c.fronts, c.signer) {
 				b, _ := os.ReadFile(p.log)
@@ -233,10 +230,14 @@ func (c *cluster) start(name string, args ...string) *proc {
 	p.cmd.Dir = c.dir
 	p.cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+filepath.Join(c.dir, "var/dev/softhsm/softhsm2.conf"), "ANVIL_TEST_DSN="+c.dsn)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	// Killed with the test binary, should it die without cleaning up.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
 	go func() { p.cmd.Wait(); logf.Close(); close(p.done) }()
+	// Stopped with the test even when it fails before the cluster is up.
+	c.t.Cleanup(p.stop)
 	return p
 }
 
