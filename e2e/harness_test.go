@@ -205,18 +205,10 @@ func tail(s string, lines int) string {
 	return strings.Join(parts, "\n")
 }
 
-var serveTemplate = template.Must(template.New("serve").Parse(`
-listen: 127.0.0.1:{{.Port}}
-base_url: https://localhost:{{.Port}}
-admin_listen: 127.0.0.1:{{.AdminPort}}
-tls:
-  cert: var/dev/pki/server.pem
-  key: var/dev/pki/server.key
-  issue_for: [localhost, 127.0.0.1]
-  profile: server
-database:
-{{.Database}}
-hsm:
+// issuanceYAML is the HSM, issuers and profiles of the dev hierarchy, as
+// `anvil serve` and `anvil signer` both take them; {{.PKIPort}} serves the
+// CRLs and OCSP their certificates point to.
+const issuanceYAML = `hsm:
   module: /usr/lib/softhsm/libsofthsm2.so
   pin:
     file: var/dev/softhsm/anvil-dev-online.pin
@@ -249,7 +241,20 @@ profiles:
   server:
     validity: 30d
     ignored_lints: [e_dnsname_not_valid_tld, e_ext_san_contains_reserved_ip]
-acme:
+`
+
+var serveTemplate = template.Must(template.New("serve").Parse(`
+listen: 127.0.0.1:{{.Port}}
+base_url: https://localhost:{{.Port}}
+admin_listen: 127.0.0.1:{{.AdminPort}}
+tls:
+  cert: var/dev/pki/server.pem
+  key: var/dev/pki/server.key
+  issue_for: [localhost, 127.0.0.1]
+  profile: server
+database:
+{{.Database}}
+` + issuanceYAML + `acme:
   caa_identities: [anvil.localhost]
   inline_validation: 5s
   retry_backoff: 200ms

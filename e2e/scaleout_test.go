@@ -108,32 +108,9 @@ allowed_clients: [frontend-1, frontend-2]
 database:
   driver: postgres
   dsn_env: ANVIL_TEST_DSN
-hsm:
-  module: /usr/lib/softhsm/libsofthsm2.so
-  pin:
-    file: var/dev/softhsm/anvil-dev-online.pin
-  max_sessions: 4
-issuers:
-  - name: int-ecdsa
-    certificate: var/dev/pki/int-ecdsa.pem
-    key: "pkcs11:token=anvil-dev-online;object=int-ecdsa;id=%11"
-    issuer_url: http://127.0.0.1:{{.PKIPort}}/pki/int-ecdsa.der
-    crl_url: http://127.0.0.1:{{.PKIPort}}/pki/int-ecdsa.crl
-    ocsp_url: http://127.0.0.1:{{.PKIPort}}/ocsp
-  - name: int-rsa
-    certificate: var/dev/pki/int-rsa.pem
-    key: "pkcs11:token=anvil-dev-online;object=int-rsa;id=%12"
-    issuer_url: http://127.0.0.1:{{.PKIPort}}/pki/int-rsa.der
-    crl_url: http://127.0.0.1:{{.PKIPort}}/pki/int-rsa.crl
-    ocsp_url: http://127.0.0.1:{{.PKIPort}}/ocsp
 pki:
   listen: 127.0.0.1:{{.PKIPort}}
-default_profile: default
-profiles:
-  default:
-    description: 90-day TLS server certificate
-    ignored_lints: [e_dnsname_not_valid_tld, e_ext_san_contains_reserved_ip]
-policy:
+` + issuanceYAML + `policy:
   allowed_suffixes: [anvil-e2e.com]
 log:
   level: info

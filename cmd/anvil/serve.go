@@ -7,22 +7,17 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
-	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/api"
-	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/signer"
 	"github.com/anvil-pki/anvil/validation"
@@ -33,29 +28,13 @@ func init() {
 }
 
 func runServe(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("config", "", "serve YAML file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *path == "" {
-		return errors.New("--config is required")
-	}
 	var cfg serveConfig
-	if err := config.Load(*path, &cfg); err != nil {
+	ctx, stop, err := startDaemon("serve", args, &cfg)
+	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Log)
-	slog.SetDefault(logger)
-	if os.Getenv("GOGC") == "" {
-		// The server's live heap is a few megabytes, so the default GOGC=100
-		// collects very often; collecting at 4x the live heap spends a few
-		// more megabytes to save a tenth of the CPU. GOGC in the environment
-		// still wins.
-		debug.SetGCPercent(400)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	logger := installLogger(cfg.Log)
 
 	srv, err := buildServer(ctx, &cfg, logger)
 	if err != nil {

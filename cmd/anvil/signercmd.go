@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/anvil-pki/anvil/config"
@@ -57,22 +54,13 @@ func (c *signerConfig) Validate() error {
 }
 
 func runSigner(args []string) error {
-	fs := flag.NewFlagSet("signer", flag.ContinueOnError)
-	path := fs.String("config", "", "signer YAML file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *path == "" {
-		return errors.New("--config is required")
-	}
 	var cfg signerConfig
-	if err := config.Load(*path, &cfg); err != nil {
+	ctx, stop, err := startDaemon("signer", args, &cfg)
+	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Log)
-	slog.SetDefault(logger)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	logger := installLogger(cfg.Log)
 
 	c, err := openCore(ctx, &cfg.caConfig, logger, true)
 	if err != nil {
