@@ -53,7 +53,7 @@ cat <<MSG
     REQUESTS_CA_BUNDLE=$PWD/$VAR/pki/ca-bundle.pem certbot certonly --standalone \\
       --server https://localhost:14000/directory --http-01-port 5002 \\
       --register-unsafely-without-email --agree-tos -d hello.localhost \\
-      --config-dir /tmp/anvil-certbot --work-dir /tmp/anvil-certbot --logs-dir /tmp/anvil-certbot
+      --config-dir $PWD/var/certbot --work-dir $PWD/var/certbot --logs-dir $PWD/var/certbot
 
 MSG
 exec "$BIN" serve --config configs/dev/serve.yaml
