@@ -5,10 +5,8 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"sort"
-	"strconv"
-	"strings"
+
+	"github.com/anvil-pki/anvil/storage/internal/schema"
 )
 
 // migrations holds the schema, one file per version: NNNN_name.sql. A
@@ -17,41 +15,8 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// migration is one schema version.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // loadMigrations returns the embedded migrations in version order.
-func loadMigrations() ([]migration, error) {
-	files, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, f := range files {
-		base := strings.TrimPrefix(f, "migrations/")
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration file %s is not named NNNN_name.sql", base)
-		}
-		body, err := migrations.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: versions must run 1, 2, 3… without gaps", m.name)
-		}
-	}
-	return ms, nil
-}
+func loadMigrations() ([]schema.Migration, error) { return schema.Load(migrations, "migrations") }
 
 // migrate brings the database up to the newest schema, each version in its
 // own transaction with its row in schema_migrations, so a crash leaves the
@@ -78,7 +43,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // migrateOne applies the first pending migration and returns it, or nil if
 // the schema is current.
-func migrateOne(ctx context.Context, db *sql.DB, ms []migration) (*migration, error) {
+func migrateOne(ctx context.Context, db *sql.DB, ms []schema.Migration) (*schema.Migration, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -102,14 +67,14 @@ func migrateOne(ctx context.Context, db *sql.DB, ms []migration) (*migration, er
 		return nil, tx.Commit()
 	}
 	m := &ms[current]
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return nil, fmt.Errorf("migration %s: %w", m.name, err)
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return nil, fmt.Errorf("migration %s: %w", m.Name, err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.version, m.name); err != nil {
-		return nil, fmt.Errorf("migration %s: %w", m.name, err)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name); err != nil {
+		return nil, fmt.Errorf("migration %s: %w", m.Name, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("migration %s: commit: %w", m.name, err)
+		return nil, fmt.Errorf("migration %s: commit: %w", m.Name, err)
 	}
 	return m, nil
 }
