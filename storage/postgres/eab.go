@@ -46,15 +46,8 @@ func (s *Store) ListEABKeys(ctx context.Context) ([]*storage.EABKey, error) {
 		return nil, fmt.Errorf("list EAB keys: %w", err)
 	}
 	defer rows.Close()
-	var keys []*storage.EABKey
-	for rows.Next() {
-		k, err := scanEABKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list EAB keys: %w", err)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
+	keys, err := records.Collect(rows, scanEABKey)
+	if err != nil {
 		return nil, fmt.Errorf("list EAB keys: %w", err)
 	}
 	return keys, nil

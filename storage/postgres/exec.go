@@ -8,7 +8,7 @@ import (
 )
 
 // scanner is a pgx.Row or pgx.Rows.
-type scanner interface{ Scan(dest ...any) error }
+type scanner = records.Scanner
 
 // conditional runs a conditional write (an UPDATE whose WHERE checks the
 // expected state) and, if it changed no row, says why: the row is missing

@@ -76,15 +76,8 @@ func (s *Store) CertificatesForOrder(ctx context.Context, orderID string) ([]*st
 		return nil, fmt.Errorf("certificates of order %q: %w", orderID, err)
 	}
 	defer rows.Close()
-	var cs []*storage.Certificate
-	for rows.Next() {
-		c, err := scanCertificate(rows)
-		if err != nil {
-			return nil, fmt.Errorf("certificates of order %q: %w", orderID, err)
-		}
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
+	cs, err := records.Collect(rows, scanCertificate)
+	if err != nil {
 		return nil, fmt.Errorf("certificates of order %q: %w", orderID, err)
 	}
 	return cs, nil

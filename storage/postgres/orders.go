@@ -153,15 +153,8 @@ func (s *Store) ClaimOrders(ctx context.Context, now time.Time, lease time.Durat
 		return nil, fmt.Errorf("claim orders: %w", err)
 	}
 	defer rows.Close()
-	var orders []*storage.Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, fmt.Errorf("claim orders: %w", err)
-		}
-		orders = append(orders, o)
-	}
-	if err := rows.Err(); err != nil {
+	orders, err := records.Collect(rows, scanOrder)
+	if err != nil {
 		return nil, fmt.Errorf("claim orders: %w", err)
 	}
 	return orders, nil
@@ -174,13 +167,9 @@ func (s *Store) OrdersReplacing(ctx context.Context, certID string) ([]*storage.
 		return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
 	}
 	defer rows.Close()
-	var out []*storage.Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
-		}
-		out = append(out, o)
+	out, err := records.Collect(rows, scanOrder)
+	if err != nil {
+		return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -59,15 +59,8 @@ func (s *Store) ClaimChallenges(ctx context.Context, now time.Time, lease time.D
 		return nil, fmt.Errorf("claim challenges: %w", err)
 	}
 	defer rows.Close()
-	var cs []*storage.Challenge
-	for rows.Next() {
-		c, err := scanChallenge(rows)
-		if err != nil {
-			return nil, fmt.Errorf("claim challenges: %w", err)
-		}
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
+	cs, err := records.Collect(rows, scanChallenge)
+	if err != nil {
 		return nil, fmt.Errorf("claim challenges: %w", err)
 	}
 	return cs, nil

@@ -10,7 +10,7 @@ import (
 )
 
 // scanner is a *sql.Row or *sql.Rows.
-type scanner interface{ Scan(dest ...any) error }
+type scanner = records.Scanner
 
 // notFound turns sql.ErrNoRows into storage.ErrNotFound naming the record.
 func notFound(err error, what, key string) error {
