@@ -348,18 +348,16 @@ func (c *run) rootCeremony() error {
 	if err != nil {
 		return err
 	}
-	signed, err := issuance.SignCertificate(c.ctx, tmpl, nil, key.Public(), key, c.cfg.IgnoredLints)
+	der, err := c.signCert("root certificate", tmpl, nil, key.Public(), key)
 	if err != nil {
 		return err
 	}
-	c.tr.signed("root certificate")
-	c.tr.certificate(signed.Cert)
 	if c.cfg.Outputs.PublicKey != "" {
 		if err := c.writePublicKey(key.Public()); err != nil {
 			return err
 		}
 	}
-	return c.writeCert(signed.DER)
+	return c.writeCert(der)
 }
 
 func (c *run) dryRunRoot(maxPath int) error {
@@ -389,11 +387,7 @@ func (c *run) dryRunRoot(maxPath int) error {
 }
 
 func (c *run) intermediateCeremony() error {
-	key, err := c.signingKey()
-	if err != nil {
-		return err
-	}
-	serial, err := c.serial()
+	key, serial, err := c.signingKeyAndSerial()
 	if err != nil {
 		return err
 	}
@@ -402,21 +396,15 @@ func (c *run) intermediateCeremony() error {
 		return err
 	}
 	c.tr.publicKey("subject key", c.subject)
-	signed, err := issuance.SignCertificate(c.ctx, tmpl, c.issuer, c.subject, key, c.cfg.IgnoredLints)
+	der, err := c.signCert("intermediate certificate", tmpl, c.issuer, c.subject, key)
 	if err != nil {
 		return err
 	}
-	c.tr.signed("intermediate certificate")
-	c.tr.certificate(signed.Cert)
-	return c.writeCert(signed.DER)
+	return c.writeCert(der)
 }
 
 func (c *run) crossCeremony() error {
-	key, err := c.signingKey()
-	if err != nil {
-		return err
-	}
-	serial, err := c.serial()
+	key, serial, err := c.signingKeyAndSerial()
 	if err != nil {
 		return err
 	}
@@ -440,13 +428,11 @@ func (c *run) crossCeremony() error {
 		tmpl.ExtKeyUsage = c.toCross.ExtKeyUsage
 	}
 	c.tr.step("cross-signing %q (key SHA-256 %s) under %q", c.toCross.Subject, spkiHash(c.toCross.PublicKey), c.issuer.Subject)
-	signed, err := issuance.SignCertificate(c.ctx, tmpl, c.issuer, c.toCross.PublicKey, key, c.cfg.IgnoredLints)
+	der, err := c.signCert("cross-certificate", tmpl, c.issuer, c.toCross.PublicKey, key)
 	if err != nil {
 		return err
 	}
-	c.tr.signed("cross-certificate")
-	c.tr.certificate(signed.Cert)
-	return c.writeCert(signed.DER)
+	return c.writeCert(der)
 }
 
 func (c *run) crlCeremony() error {
@@ -486,11 +472,7 @@ func (c *run) crlCeremony() error {
 }
 
 func (c *run) ocspSignerCeremony() error {
-	key, err := c.signingKey()
-	if err != nil {
-		return err
-	}
-	serial, err := c.serial()
+	key, serial, err := c.signingKeyAndSerial()
 	if err != nil {
 		return err
 	}
@@ -499,13 +481,37 @@ func (c *run) ocspSignerCeremony() error {
 		return err
 	}
 	c.tr.publicKey("responder key", c.subject)
-	signed, err := issuance.SignCertificate(c.ctx, tmpl, c.issuer, c.subject, key, c.cfg.IgnoredLints)
+	der, err := c.signCert("OCSP responder certificate", tmpl, c.issuer, c.subject, key)
 	if err != nil {
 		return err
 	}
-	c.tr.signed("OCSP responder certificate")
+	return c.writeCert(der)
+}
+
+// signingKeyAndSerial finds the signing key and draws a serial from the
+// token, the first two steps of every certificate signed under an issuer.
+func (c *run) signingKeyAndSerial() (*hsm.Key, *big.Int, error) {
+	key, err := c.signingKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := c.serial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, serial, nil
+}
+
+// signCert lints and signs tmpl for pub with key under issuer (nil for a
+// self-signed root), records it in the transcript, and returns its DER.
+func (c *run) signCert(what string, tmpl, issuer *x509.Certificate, pub crypto.PublicKey, key *hsm.Key) ([]byte, error) {
+	signed, err := issuance.SignCertificate(c.ctx, tmpl, issuer, pub, key, c.cfg.IgnoredLints)
+	if err != nil {
+		return nil, err
+	}
+	c.tr.signed(what)
 	c.tr.certificate(signed.Cert)
-	return c.writeCert(signed.DER)
+	return signed.DER, nil
 }
 
 func (c *run) writeCert(der []byte) error {
