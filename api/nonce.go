@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-
 	"time"
 
 	"github.com/anvil-pki/anvil/acme"
@@ -72,7 +71,10 @@ func (n *Nonces) Redeem(ctx context.Context, nonce string) error {
 	if nonce == "" {
 		return acme.BadNonce("the JWS has no nonce")
 	}
-	b, err := base64.RawURLEncoding.DecodeString(nonce)
+	// Strict: the last of a nonce's 43 characters carries 2 spare bits, and a
+	// lenient decoder would take four spellings of one nonce, each a new row
+	// under the store's unique constraint.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(nonce)
 	if err != nil || len(b) != nonceLen {
 		return acme.BadNonce("nonce %q is not one this server issued", truncate(nonce, 64))
 	}
