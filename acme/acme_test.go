@@ -1,12 +1,14 @@
 package acme_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -59,6 +61,12 @@ type env struct {
 
 func newEnv(t *testing.T, mutate ...func(*acme.Config)) *env {
 	t.Helper()
+	return newEnvIssuer(t, func(i acme.Issuer) acme.Issuer { return i }, mutate...)
+}
+
+// newEnvIssuer is newEnv with the issuer wrapped, to make it misbehave.
+func newEnvIssuer(t *testing.T, wrap func(acme.Issuer) acme.Issuer, mutate ...func(*acme.Config)) *env {
+	t.Helper()
 	store, err := sqlite.Open(t.TempDir() + "/anvil.db")
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +87,7 @@ func newEnv(t *testing.T, mutate ...func(*acme.Config)) *env {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	ca, err := acme.New(cfg, store, acme.LocalIssuer{Service: svc}, val)
+	ca, err := acme.New(cfg, store, wrap(acme.LocalIssuer{Service: svc}), val)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,5 +336,67 @@ func TestAccounts(t *testing.T) {
 	}
 	if _, _, err := e.ca.NewAccount(ctx, key, acme.NewAccountRequest{TermsOfServiceAgreed: true}, "", ""); problemType(err) != "unauthorized" {
 		t.Fatalf("newAccount with a deactivated account's key: %v", err)
+	}
+}
+
+// lostAnswer is a remote signer whose first answer never arrives: it issues,
+// and the caller hears only that the outcome is unknown.
+type lostAnswer struct {
+	acme.Issuer
+	calls atomic.Int32
+}
+
+func (l *lostAnswer) Issue(ctx context.Context, req issuance.Request) (*issuance.Issued, error) {
+	issued, err := l.Issuer.Issue(ctx, req)
+	if l.calls.Add(1) == 1 {
+		return nil, fmt.Errorf("%w: connection reset", issuance.ErrOutcomeUnknown)
+	}
+	return issued, err
+}
+
+// A finalize whose answer is lost keeps the order processing with its CSR,
+// and the sweep completes it with the certificate that was made: one
+// signature, and the certificate for the CSR the client sent.
+func TestFinalizeWithUnknownOutcomeAdoptsTheCertificate(t *testing.T) {
+	lost := &lostAnswer{}
+	e := newEnvIssuer(t, func(i acme.Issuer) acme.Issuer { lost.Issuer = i; return lost })
+	o := e.readyOrder(t, "lost.example.com")
+	csr := csrFor(t, "lost.example.com")
+	before := e.hsm.Stats().Signs
+	got, err := e.ca.Finalize(context.Background(), e.acct, e.key, o.ID, csr)
+	if err != nil || got.Status != acme.StatusProcessing {
+		t.Fatalf("finalize with a lost answer: %v, %v; want the order processing", got, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.ca.Run(ctx, 20*time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		o, err = e.ca.Order(context.Background(), e.acct, o.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != acme.StatusProcessing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the order is still processing after 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o.Status != acme.StatusValid {
+		t.Fatalf("order ended %s, want valid", o.Status)
+	}
+	cert, err := e.store.GetCertificate(context.Background(), o.CertSerial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(cert.DER)
+	req, _ := x509.ParseCertificateRequest(csr)
+	if !bytes.Equal(leaf.RawSubjectPublicKeyInfo, req.RawSubjectPublicKeyInfo) {
+		t.Fatal("the order's certificate is not for the CSR's key")
+	}
+	if n := e.hsm.Stats().Signs - before; n != 1 {
+		t.Fatalf("the HSM signed %d times for one order, want 1", n)
 	}
 }

@@ -88,7 +88,8 @@ type Config struct {
 	// skip polling. Zero validates only in the background.
 	InlineValidation time.Duration
 	// ValidationAttempts is how often a retryable failure is tried (default 3),
-	// RetryBackoff the pause before the second attempt, doubling after.
+	// RetryBackoff the pause before the second attempt, doubling after. It is
+	// also how soon a finalize whose outcome is unknown is asked about again.
 	ValidationAttempts int
 	RetryBackoff       time.Duration
 	// ValidationLease is how long a node may work on a challenge or finalize

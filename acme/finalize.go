@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -130,7 +131,13 @@ func preflightCSR(der []byte, o *storage.Order, accountKey *jose.JSONWebKey) *Pr
 
 // issue runs issuance for an order this node holds in processing, and records
 // the outcome on the order.
+//
+// The work runs to its end even if the client hangs up (a certificate signed
+// must be recorded), and ends within half the order's lease, so that no other
+// node takes the order over while this one may still be signing for it.
 func (ca *CA) issue(ctx context.Context, o *storage.Order) (*storage.Order, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ca.cfg.ValidationLease/2)
+	defer cancel()
 	req := issuance.Request{CSR: o.CSR, Profile: o.Profile, Requester: o.ID}
 	for _, id := range o.Identifiers {
 		switch id.Type {
@@ -141,6 +148,9 @@ func (ca *CA) issue(ctx context.Context, o *storage.Order) (*storage.Order, erro
 		}
 	}
 	issued, err := ca.issuer.Issue(ctx, req)
+	if errors.Is(err, issuance.ErrOutcomeUnknown) {
+		return ca.awaitOutcome(ctx, o, err)
+	}
 	if err != nil {
 		return nil, ca.issuanceFailed(ctx, o, err)
 	}
@@ -156,6 +166,23 @@ func (ca *CA) issue(ctx context.Context, o *storage.Order) (*storage.Order, erro
 	}
 	ca.log.Info("order finalized", "audit", "issuance", "account", o.AccountID, "order", o.ID, "serial", done.CertSerial)
 	return &done, nil
+}
+
+// awaitOutcome keeps an order in processing, CSR and all, when a remote signer
+// may have issued for it without the answer arriving. The client sees the
+// order processing and polls; a node's sweep asks the signer again with the
+// same request once the lease below ends, and the signer answers from its
+// ledger, so the order gets the one certificate made for it. Resetting the
+// order to ready instead could let a second CSR meet the first certificate.
+func (ca *CA) awaitOutcome(ctx context.Context, o *storage.Order, cause error) (*storage.Order, error) {
+	next := *o
+	next.UpdatedAt = ca.now()
+	next.LeaseUntil = ca.now().Add(ca.cfg.RetryBackoff)
+	if err := ca.store.UpdateOrder(ctx, &next, StatusProcessing); err != nil {
+		ca.log.Error("order awaiting the signer's answer not updated; its lease ends anyway", "order", o.ID, "error", err)
+	}
+	ca.log.Warn("issuance outcome unknown; the order stays processing and is asked again", "order", o.ID, "retry_in", ca.cfg.RetryBackoff, "error", cause.Error())
+	return &next, nil
 }
 
 // issuanceFailed maps an issuance error to a problem and puts the order where it
@@ -175,6 +202,8 @@ func (ca *CA) issuanceFailed(ctx context.Context, o *storage.Order, err error) e
 		p, retry = RejectedIdentifier("%v", err), false
 	case errors.Is(err, issuance.ErrUnknownProfile):
 		p, retry = InvalidProfile("%v", err), false
+	case errors.Is(err, issuance.ErrRequesterConflict):
+		p, retry = OrderNotReady("this order already has a certificate for another key or other names: %v", err), false
 	case errors.Is(err, issuance.ErrLint):
 		p, retry = ServerInternal(err, "the certificate failed a pre-issuance lint; nothing was signed"), false
 	default:
@@ -207,7 +236,7 @@ func (ca *CA) resumeFinalize(ctx context.Context, o *storage.Order) {
 		return
 	}
 	for _, c := range certs {
-		if c.DER == nil {
+		if c.DER == nil || !certifiesCSR(c.DER, o.CSR) {
 			continue
 		}
 		done := *o
@@ -233,6 +262,21 @@ func (ca *CA) resumeFinalize(ctx context.Context, o *storage.Order) {
 		return
 	}
 	ca.log.Info("finalize resumed: issued", "order", o.ID)
+}
+
+// certifiesCSR says whether a recorded certificate is for the key of the
+// order's CSR: only such a certificate may be adopted when a finalize resumes.
+// An order with no CSR left adopts what its ledger holds.
+func certifiesCSR(certDER, csrDER []byte) bool {
+	if len(csrDER) == 0 {
+		return true
+	}
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return false
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	return err == nil && bytes.Equal(cert.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo)
 }
 
 // Certificate returns an issued certificate and the chains that may be served

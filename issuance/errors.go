@@ -30,4 +30,12 @@ var (
 	// ErrSignerUnavailable: the HSM (or a remote signer) is down or busy; nothing
 	// was signed and the request may be retried.
 	ErrSignerUnavailable = errors.New("signer unavailable")
+	// ErrOutcomeUnknown: a remote signer was asked and no answer came back, or
+	// another signer is working on the same request; a certificate may exist.
+	// Ask again later with the same request: the signer then answers from its
+	// ledger instead of signing twice.
+	ErrOutcomeUnknown = errors.New("issuance outcome unknown")
+	// ErrRequesterConflict: the requester (an order) already has a certificate,
+	// for another key or other names. One order, one certificate.
+	ErrRequesterConflict = errors.New("the requester already has a different certificate")
 )

@@ -26,9 +26,11 @@ type ClientConfig struct {
 	CertFile string // the front end's client certificate
 	KeyFile  string
 	CAFile   string // the CA of the signer's certificate
-	// Timeout bounds one attempt (default 30 s); Attempts is how many are made
-	// on network errors and 5xx answers (default 3). Retries are safe: the
-	// signer answers a repeated requester with the certificate it recorded.
+	// Timeout bounds one attempt (default 30 s, longer than the signer's own
+	// 20 s bound on its work); Attempts is how many are made (default 3).
+	// An issuance is retried only where nothing can have been signed twice:
+	// after no answer (the signer then answers the same request from its
+	// ledger) and after "unavailable" or "in progress" answers.
 	Timeout  time.Duration
 	Attempts int
 }
@@ -89,13 +91,55 @@ func (c *Client) Issue(ctx context.Context, req issuance.Request) (*issuance.Iss
 	}
 	var resp IssueResponse
 	if err := c.call(ctx, http.MethodPost, "/v1/issue", body, &resp); err != nil {
+		var na *noAnswer
+		if errors.As(err, &na) {
+			return nil, fmt.Errorf("%w: %w", issuance.ErrOutcomeUnknown, err)
+		}
 		return nil, err
 	}
-	cert, err := x509.ParseCertificate(resp.DER)
+	cert, err := checkIssued(&resp, req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the signer's certificate does not parse: %v", issuance.ErrSignature, err)
+		return nil, fmt.Errorf("%w: the signer's answer: %w", issuance.ErrSignature, err)
 	}
 	return &issuance.Issued{DER: resp.DER, Cert: cert, Chain: resp.Chain, Issuer: resp.Issuer, Profile: resp.Profile}, nil
+}
+
+// checkIssued makes sure a certificate from the signer is what was asked for
+// before it stands for an order: signed by the first certificate of the chain
+// given with it, from an issuer the signer announced, for the CSR's key and
+// exactly the requested names.
+func checkIssued(resp *IssueResponse, req issuance.Request) (*x509.Certificate, error) {
+	cert, err := x509.ParseCertificate(resp.DER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate does not parse: %w", err)
+	}
+	if len(resp.Chain) == 0 {
+		return nil, errors.New("no chain came with the certificate")
+	}
+	parent, err := x509.ParseCertificate(resp.Chain[0])
+	if err != nil {
+		return nil, fmt.Errorf("issuer certificate does not parse: %w", err)
+	}
+	if err := cert.CheckSignatureFrom(parent); err != nil {
+		return nil, fmt.Errorf("certificate is not signed by its chain: %w", err)
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil {
+		return nil, fmt.Errorf("CSR: %w", err)
+	}
+	if err := matches(cert, csr.RawSubjectPublicKeyInfo, req.DNSNames, req.IPAddresses); err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// noAnswer is a call that got no HTTP answer: the request may have been
+// handled all the same.
+type noAnswer struct{ err error }
+
+func (e *noAnswer) Error() string { return e.err.Error() }
+func (e *noAnswer) Unwrap() []error {
+	return []error{issuance.ErrSignerUnavailable, e.err}
 }
 
 // Chains returns an issuer's chains as the signer reported them.
@@ -159,12 +203,12 @@ func (c *Client) once(ctx context.Context, method, path string, payload []byte, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("%w: %v", issuance.ErrSignerUnavailable, err)
+		return true, &noAnswer{fmt.Errorf("signer %s: %w", c.cfg.URL, err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return true, fmt.Errorf("%w: %v", issuance.ErrSignerUnavailable, err)
+		return true, &noAnswer{fmt.Errorf("signer %s: reading the answer: %w", c.cfg.URL, err)}
 	}
 	if resp.StatusCode == http.StatusOK {
 		return false, json.Unmarshal(body, out)
@@ -174,10 +218,17 @@ func (c *Client) once(ctx context.Context, method, path string, payload []byte, 
 		p = Problem{Kind: "internal", Detail: fmt.Sprintf("HTTP %d", resp.StatusCode)}
 	}
 	if kindErr := errorOf(p.Kind); kindErr != nil {
-		return resp.StatusCode >= 500 && p.Kind != "signature", fmt.Errorf("%w: signer: %s", kindErr, p.Detail)
+		// Only these say for sure that nothing was signed, or that the
+		// ledger will answer the same request; after "ledger" or
+		// "signature" the HSM may have signed, and a retry could sign again.
+		retry := p.Kind == "signerUnavailable" || p.Kind == "inProgress"
+		return retry, fmt.Errorf("%w: signer: %s", kindErr, p.Detail)
 	}
 	if resp.StatusCode >= 500 {
-		return true, fmt.Errorf("%w: signer answered %d: %s", issuance.ErrSignerUnavailable, resp.StatusCode, p.Detail)
+		// An answer that does not say what happened counts as none: a read
+		// may be retried, an issuance is asked again later, as the same
+		// request, to be answered from the ledger.
+		return method == http.MethodGet, &noAnswer{fmt.Errorf("signer answered %d: %s", resp.StatusCode, p.Detail)}
 	}
 	return false, fmt.Errorf("signer refused the request (%d %s): %s", resp.StatusCode, p.Kind, p.Detail)
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -35,9 +36,11 @@ type ServerConfig struct {
 
 // Server is the issuance service over mutual TLS.
 type Server struct {
-	cfg    ServerConfig
-	log    *slog.Logger
-	flight singleflight.Group
+	cfg     ServerConfig
+	log     *slog.Logger
+	flight  singleflight.Group
+	id      string        // this process, in lease holders
+	flights atomic.Uint64 // numbers each attempt, so that holders are unique
 }
 
 // maxRequest bounds a request body; a CSR with 100 names is a few KiB.
@@ -54,7 +57,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger}, nil
+	host, _ := os.Hostname()
+	return &Server{cfg: cfg, log: cfg.Logger, id: fmt.Sprintf("signer:%s:%d:%x", host, os.Getpid(), randomBytes(4))}, nil
 }
 
 // ServerTLS is the TLS configuration of a signer: its certificate, and client
@@ -160,21 +164,15 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) {
 		ips = append(ips, ip)
 	}
 	client, _ := s.allowed(r)
-	// One request at a time per requester, so that a retry arriving while the
-	// first attempt is still signing waits for it instead of signing again.
-	v, err, _ := s.flight.Do(req.Requester, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
+	// Concurrent copies of one request share one attempt; a different CSR for
+	// the same requester is another flight, kept apart by the lease below.
+	key := req.Requester + "\x00" + string(sha256Sum(req.CSR))
+	v, err, _ := s.flight.Do(key, func() (any, error) {
+		// The work outlives a client that hangs up, so that its retry finds the
+		// result in the ledger; it ends before the client's own attempt timeout.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), issueTimeout)
 		defer cancel()
-		if resp, ok := s.replay(ctx, req.Requester); ok {
-			return resp, nil
-		}
-		issued, err := s.cfg.Service.Issue(ctx, issuance.Request{
-			CSR: req.CSR, DNSNames: req.DNSNames, IPAddresses: ips, Profile: req.Profile, Requester: req.Requester,
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &IssueResponse{DER: issued.DER, Chain: issued.Chain, Issuer: issued.Issuer, Profile: issued.Profile}, nil
+		return s.issueOnce(ctx, &req, ips)
 	})
 	if err != nil {
 		kind, status := kindOf(err)
@@ -187,24 +185,79 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// replay finds the certificate already recorded for a requester.
-func (s *Server) replay(ctx context.Context, requester string) (*IssueResponse, bool) {
-	certs, err := s.cfg.Store.CertificatesForOrder(ctx, requester)
+// issueTimeout bounds the signer's work on one request. It is shorter than a
+// client's attempt (ClientConfig.Timeout, 30 s by default), so that a client
+// that gave up on an attempt finds the signer done with it.
+const issueTimeout = 20 * time.Second
+
+// issueOnce issues for a request unless its requester already has a
+// certificate. A lease in the database, named after the requester, keeps
+// every other signer and flight off the requester meanwhile: two signers
+// behind a load balancer never both sign for one order.
+func (s *Server) issueOnce(ctx context.Context, req *IssueRequest, ips []net.IP) (*IssueResponse, error) {
+	holder := fmt.Sprintf("%s/%d", s.id, s.flights.Add(1))
+	lease := "issue/" + req.Requester
+	got, err := s.cfg.Store.TryLease(ctx, lease, holder, time.Now(), issueTimeout+10*time.Second)
 	if err != nil {
-		return nil, false
+		return nil, fmt.Errorf("%w: %w", issuance.ErrLedger, err)
+	}
+	if !got {
+		return nil, fmt.Errorf("%w: another signer is issuing for %s", issuance.ErrOutcomeUnknown, req.Requester)
+	}
+	defer func() {
+		// Released: the next request for this requester is answered from the
+		// ledger (or issues, if this attempt failed) without waiting.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := s.cfg.Store.TryLease(rctx, lease, holder, time.Now(), 0); err != nil {
+			s.log.Warn("signer: lease not released; it expires by itself", "requester", req.Requester, "error", err)
+		}
+	}()
+	if resp, err := s.replay(ctx, req, ips); resp != nil || err != nil {
+		return resp, err
+	}
+	issued, err := s.cfg.Service.Issue(ctx, issuance.Request{
+		CSR: req.CSR, DNSNames: req.DNSNames, IPAddresses: ips, Profile: req.Profile, Requester: req.Requester,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &IssueResponse{DER: issued.DER, Chain: issued.Chain, Issuer: issued.Issuer, Profile: issued.Profile}, nil
+}
+
+// replay answers a request whose requester already has a certificate in the
+// ledger: with that certificate when it is for the same key and names, with
+// ErrRequesterConflict when it is not. (nil, nil) means there is none.
+func (s *Server) replay(ctx context.Context, req *IssueRequest, ips []net.IP) (*IssueResponse, error) {
+	certs, err := s.cfg.Store.CertificatesForOrder(ctx, req.Requester)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificates of %s: %w", issuance.ErrLedger, req.Requester, err)
 	}
 	for i := len(certs) - 1; i >= 0; i-- {
 		c := certs[i]
 		if c.DER == nil {
+			// An intent that never got its certificate: that attempt failed
+			// before or at the HSM, and nothing of it was handed out.
 			continue
+		}
+		cert, err := x509.ParseCertificate(c.DER)
+		if err != nil {
+			return nil, fmt.Errorf("%w: recorded certificate %s does not parse: %w", issuance.ErrLedger, c.Serial, err)
+		}
+		csr, err := x509.ParseCertificateRequest(req.CSR)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", issuance.ErrBadCSR, err)
+		}
+		if err := matches(cert, csr.RawSubjectPublicKeyInfo, req.DNSNames, ips); err != nil {
+			return nil, fmt.Errorf("%w: %s has certificate %s: %w", issuance.ErrRequesterConflict, req.Requester, c.Serial, err)
 		}
 		chains, ok := s.cfg.Service.Chains(c.Issuer)
 		if !ok {
-			return nil, false
+			return nil, fmt.Errorf("recorded certificate %s is from issuer %q, which this signer no longer has", c.Serial, c.Issuer)
 		}
-		return &IssueResponse{DER: c.DER, Chain: chains[0], Issuer: c.Issuer, Profile: c.Profile, Replayed: true}, true
+		return &IssueResponse{DER: c.DER, Chain: chains[0], Issuer: c.Issuer, Profile: c.Profile, Replayed: true}, nil
 	}
-	return nil, false
+	return nil, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

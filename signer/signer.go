@@ -13,12 +13,23 @@
 // signer's own policy and profiles, lints, records the serial and intent in the
 // signer's ledger, signs, verifies and records the certificate. A request is
 // idempotent by its requester (the order ID): a retry after a timeout gets the
-// certificate already recorded for it instead of a second signature.
+// certificate already recorded for it instead of a second signature, provided
+// it asks for the same key and names; a lease in the database keeps two
+// signers from working on one requester at once. The client checks what it
+// gets back: the signature against the issuer, the key and the names.
 package signer
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/anvil-pki/anvil/issuance"
 )
@@ -80,6 +91,8 @@ var kinds = []struct {
 	{"lint", issuance.ErrLint, http.StatusUnprocessableEntity},
 	{"ledger", issuance.ErrLedger, http.StatusServiceUnavailable},
 	{"signerUnavailable", issuance.ErrSignerUnavailable, http.StatusServiceUnavailable},
+	{"inProgress", issuance.ErrOutcomeUnknown, http.StatusServiceUnavailable},
+	{"conflict", issuance.ErrRequesterConflict, http.StatusConflict},
 	{"signature", issuance.ErrSignature, http.StatusInternalServerError},
 }
 
@@ -101,4 +114,42 @@ func errorOf(kind string) error {
 		}
 	}
 	return nil
+}
+
+// matches checks that cert is for the key and the names of a request: what a
+// replayed or received certificate must be before it stands for the request.
+func matches(cert *x509.Certificate, spki []byte, dnsNames []string, ips []net.IP) error {
+	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
+		return errors.New("the certificate is for another public key")
+	}
+	var want, got []string
+	for _, n := range dnsNames {
+		want = append(want, "dns:"+strings.ToLower(n))
+	}
+	for _, ip := range ips {
+		want = append(want, "ip:"+ip.String())
+	}
+	for _, n := range cert.DNSNames {
+		got = append(got, "dns:"+strings.ToLower(n))
+	}
+	for _, ip := range cert.IPAddresses {
+		got = append(got, "ip:"+ip.String())
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(slices.Compact(want), slices.Compact(got)) {
+		return fmt.Errorf("the certificate names %v, the request %v", got, want)
+	}
+	return nil
+}
+
+func sha256Sum(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
 }

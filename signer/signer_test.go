@@ -76,10 +76,11 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 }
 
 type env struct {
-	url  string
-	ca   *mtlsCA
-	tok  *hsm.Token
-	root *issuancetest.Root
+	url   string
+	store *sqlite.Store
+	ca    *mtlsCA
+	tok   *hsm.Token
+	root  *issuancetest.Root
 }
 
 // newEnv runs a signer on SoftHSM2 and SQLite, with a policy allowing only
@@ -94,6 +95,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	e.store = store
 	rules, _ := policy.New(policy.Config{AllowedSuffixes: []string{"example.com"}})
 	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss},
 		Profiles: []*issuance.Profile{issuancetest.Profile(t, "tls", issuance.ProfileConfig{Description: "TLS"})},
@@ -241,5 +243,49 @@ func TestSignerIsIdempotentPerRequester(t *testing.T) {
 	}
 	if n := e.tok.Stats().Signs - before; n != 1 {
 		t.Fatalf("%d HSM signatures for one requester, want 1", n)
+	}
+}
+
+// The same requester with another key or other names gets no certificate:
+// neither the one recorded (it certifies a key the caller may not hold) nor a
+// second one (one order, one certificate).
+func TestSignerRefusesASecondCSRForARequester(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(t, "frontend-1")
+	first, err := c.Issue(context.Background(), issuance.Request{CSR: csr(t, "once.example.com"), DNSNames: []string{"once.example.com"}, Requester: "order-once"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.tok.Stats().Signs
+	for name, req := range map[string]issuance.Request{
+		"another key": {CSR: csr(t, "once.example.com"), DNSNames: []string{"once.example.com"}, Requester: "order-once"},
+		"other names": {CSR: csr(t, "other.example.com"), DNSNames: []string{"other.example.com"}, Requester: "order-once"},
+	} {
+		got, err := c.Issue(context.Background(), req)
+		if !errors.Is(err, issuance.ErrRequesterConflict) {
+			t.Errorf("%s: got %v (certificate %v), want ErrRequesterConflict", name, err, got != nil)
+		}
+	}
+	if n := e.tok.Stats().Signs - before; n != 0 {
+		t.Fatalf("%d HSM signatures after the first certificate %x, want 0", n, first.Cert.SerialNumber)
+	}
+}
+
+// While another signer holds a requester's lease (it is issuing for that
+// order), this one does not sign: the front end hears that the outcome is
+// unknown, and asks again later.
+func TestSignerLeavesARequesterToTheSignerHoldingIt(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(t, "frontend-1")
+	if ok, err := e.store.TryLease(context.Background(), "issue/order-busy", "another-signer", time.Now(), time.Minute); err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	before := e.tok.Stats().Signs
+	_, err := c.Issue(context.Background(), issuance.Request{CSR: csr(t, "busy.example.com"), DNSNames: []string{"busy.example.com"}, Requester: "order-busy"})
+	if !errors.Is(err, issuance.ErrOutcomeUnknown) {
+		t.Fatalf("got %v, want ErrOutcomeUnknown", err)
+	}
+	if e.tok.Stats().Signs != before {
+		t.Fatal("the HSM signed for a requester another signer holds")
 	}
 }

@@ -249,7 +249,8 @@ type Store interface {
 	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
 
 	// DeleteExpired removes used nonces, orders and authorizations (with their
-	// challenges) that expired before cutoff, and reports how many rows went.
+	// challenges) that expired before cutoff, and leases that ended before it,
+	// and reports how many rows went.
 	// Orders that reached "valid" are kept while their certificate is unexpired.
 	DeleteExpired(ctx context.Context, cutoff time.Time) (int64, error)
 

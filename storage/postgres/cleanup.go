@@ -19,7 +19,7 @@ import (
 func (s *Store) DeleteExpired(ctx context.Context, cutoff time.Time) (int64, error) {
 	var total int64
 	for _, step := range []func(context.Context, time.Time) (int64, error){
-		s.deleteNonces, s.deleteOrders, s.deleteAuthorizations,
+		s.deleteNonces, s.deleteOrders, s.deleteAuthorizations, s.deleteLeases,
 	} {
 		n, err := step(ctx, ts(cutoff))
 		total += n
@@ -37,6 +37,23 @@ func (s *Store) deleteNonces(ctx context.Context, cutoff time.Time) (int64, erro
 			(SELECT nonce FROM nonces WHERE expires < $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff, s.deleteBatch)
 		if err != nil {
 			return total, fmt.Errorf("nonces: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < int64(s.deleteBatch) {
+			return total, nil
+		}
+	}
+}
+
+// deleteLeases removes leases that ended before the cutoff: a lease taken
+// again later is simply written anew.
+func (s *Store) deleteLeases(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM leases WHERE name IN
+			(SELECT name FROM leases WHERE held_until < $1 ORDER BY held_until LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff, s.deleteBatch)
+		if err != nil {
+			return total, fmt.Errorf("leases: %w", err)
 		}
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < int64(s.deleteBatch) {

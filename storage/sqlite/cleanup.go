@@ -17,7 +17,7 @@ import (
 func (s *Store) DeleteExpired(ctx context.Context, cutoff time.Time) (int64, error) {
 	var total int64
 	for _, step := range []func(context.Context, int64) (int64, error){
-		s.deleteNonces, s.deleteOrders, s.deleteAuthorizations,
+		s.deleteNonces, s.deleteOrders, s.deleteAuthorizations, s.deleteLeases,
 	} {
 		n, err := step(ctx, micros(cutoff))
 		total += n
@@ -35,6 +35,24 @@ func (s *Store) deleteNonces(ctx context.Context, cutoff int64) (int64, error) {
 			(SELECT nonce FROM nonces WHERE expires < ? ORDER BY expires LIMIT ?)`, cutoff, s.deleteBatch)
 		if err != nil {
 			return total, fmt.Errorf("nonces: %w", err)
+		}
+		n, err := res.RowsAffected()
+		total += n
+		if err != nil || n < int64(s.deleteBatch) {
+			return total, err
+		}
+	}
+}
+
+// deleteLeases removes leases that ended before the cutoff: a lease taken
+// again later is simply written anew.
+func (s *Store) deleteLeases(ctx context.Context, cutoff int64) (int64, error) {
+	var total int64
+	for {
+		res, err := s.w.ExecContext(ctx, `DELETE FROM leases WHERE name IN
+			(SELECT name FROM leases WHERE held_until < ? ORDER BY held_until LIMIT ?)`, cutoff, s.deleteBatch)
+		if err != nil {
+			return total, fmt.Errorf("leases: %w", err)
 		}
 		n, err := res.RowsAffected()
 		total += n

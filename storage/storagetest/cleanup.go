@@ -36,6 +36,12 @@ func CheckDeleteExpired(t *testing.T, s storage.Store) {
 		}
 		must(t, s.CreateOrder(ctx, o, fresh), "CreateOrder "+id)
 	}
+	for name, until := range map[string]time.Time{"lease-ended": past, "lease-held": future} {
+		ok, err := s.TryLease(ctx, name, "node-1", until, 0)
+		if err != nil || !ok {
+			t.Fatalf("TryLease %s: %v %v", name, ok, err)
+		}
+	}
 	reserve(t, s, "live", "r1", "valid-live", base, at(30*day), true)
 	reserve(t, s, "dead", "r1", "valid-dead", at(-90*day), past, true)
 
@@ -48,8 +54,8 @@ func CheckDeleteExpired(t *testing.T, s storage.Store) {
 	order("at-cutoff", "pending", cutoff, "", authz("kept-at-cutoff", cutoff, 1))
 
 	// Gone: 1 nonce; orders expired-pending, valid-dead, invalid;
-	// authorizations gone-1, gone-2, gone-3 with 2+1+0 challenges.
-	const wantGone = 1 + 3 + 3 + 3
+	// authorizations gone-1, gone-2, gone-3 with 2+1+0 challenges; 1 lease.
+	const wantGone = 1 + 3 + 3 + 3 + 1
 	n, err := s.DeleteExpired(ctx, cutoff)
 	must(t, err, "DeleteExpired")
 	if n != wantGone {
@@ -90,6 +96,9 @@ func CheckDeleteExpired(t *testing.T, s storage.Store) {
 	}
 	_, err = s.GetAccount(ctx, acct.ID)
 	must(t, err, "accounts are never cleaned")
+	if ok, err := s.TryLease(ctx, "lease-held", "node-2", base, time.Minute); err != nil || ok {
+		t.Errorf("a lease held past the cutoff was taken by another node after cleanup: %v %v", ok, err)
+	}
 
 	n, err = s.DeleteExpired(ctx, cutoff)
 	must(t, err, "DeleteExpired again")

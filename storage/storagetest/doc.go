@@ -14,8 +14,8 @@
 //   - GetAuthorizations answers in the order of the IDs asked for, and
 //     ErrNotFound if one is missing;
 //   - a malformed ListOrderIDs cursor is ErrNotFound;
-//   - DeleteExpired counts nonces, orders, authorizations and challenges, and
-//     keeps an expired authorization that a kept order still refers to.
+//   - DeleteExpired counts nonces, orders, authorizations, challenges and
+//     ended leases, and keeps an expired authorization that a kept order still refers to.
 //
 // The package must never reach into an implementation (no SQL, no type
 // assertions on the store) nor time anything: concurrency tests count
