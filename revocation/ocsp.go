@@ -197,8 +197,11 @@ func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedRes
 			return cr.der, cr, true, nil
 		}
 	}
-	// One signature per certificate however many ask at once.
-	v, err, _ := flight.Do(st.iss.Name()+"/"+key, func() (any, error) {
+	// One signature per certificate and status however many ask at once. The
+	// status is in the flight's key: a request that has read "revoked" must
+	// not be handed the "good" response of a flight started just before.
+	flightKey := fmt.Sprintf("%s/%s/%d/%d", st.iss.Name(), key, entry.Status, entry.RevokedAt.UnixNano())
+	v, err, _ := flight.Do(flightKey, func() (any, error) {
 		der, err := st.ocsp.Sign(ctx, entry)
 		if err != nil {
 			return nil, err
@@ -206,7 +209,11 @@ func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedRes
 		p.metrics.OCSPSignatures.Add(1)
 		cr := &cachedResponse{der: der, status: entry.Status, revokedAt: entry.RevokedAt, thisUpd: entry.ThisUpdate,
 			nextUpd: entry.NextUpdate, refreshAt: entry.ThisUpdate.Add(entry.NextUpdate.Sub(entry.ThisUpdate) / 2)}
-		st.responses.Store(key, cr)
+		if entry.Status != issuance.OCSPUnknown {
+			// Not for serials this CA never issued: anyone can ask about
+			// any number of those, and the cache would grow without end.
+			st.responses.Store(key, cr)
+		}
 		return cr, nil
 	})
 	if err != nil {
@@ -214,6 +221,21 @@ func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedRes
 	}
 	cr := v.(*cachedResponse)
 	return cr.der, cr, false, nil
+}
+
+// evictOCSP drops cached responses past their nextUpdate: those of
+// certificates nobody asked about for a whole validity period. What is asked
+// about is refreshed at half-life and never reaches this.
+func (p *Publisher) evictOCSP() {
+	now := p.cfg.Now()
+	for _, st := range p.issuers {
+		st.responses.Range(func(k, v any) bool {
+			if !now.Before(v.(*cachedResponse).nextUpd) {
+				st.responses.Delete(k)
+			}
+			return true
+		})
+	}
 }
 
 // issuerFor finds the issuer a request's CertID names.

@@ -175,6 +175,7 @@ func (p *Publisher) Run(ctx context.Context) {
 		case <-p.wake:
 		}
 		p.refreshCRLs(ctx)
+		p.evictOCSP()
 	}
 }
 

@@ -44,6 +44,12 @@ type env struct {
 
 func newEnv(t testing.TB, n int) *env {
 	t.Helper()
+	return newEnvConfig(t, n, func(*revocation.Config) {})
+}
+
+// newEnvConfig is newEnv with the publisher's configuration adjusted.
+func newEnvConfig(t testing.TB, n int, adjust func(*revocation.Config)) *env {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := &env{tok: issuancetest.Token(t), root: issuancetest.NewRoot(t)}
 	e.iss = issuancetest.Issuer(t, e.tok, e.root, hsm.ECDSAP256)
@@ -73,7 +79,9 @@ func newEnv(t testing.TB, n int) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.pub, err = revocation.New(context.Background(), revocation.Config{Logger: quiet, CRLCheckInterval: time.Hour}, store, []*issuance.OCSPSigner{signer}, nil)
+	cfg := revocation.Config{Logger: quiet, CRLCheckInterval: time.Hour}
+	adjust(&cfg)
+	e.pub, err = revocation.New(context.Background(), cfg, store, []*issuance.OCSPSigner{signer}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,4 +442,30 @@ func BenchmarkOCSPOverHTTP(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "responses/s")
+}
+
+// The response cache holds what is asked about, and nothing more: responses
+// for serials this CA never issued are not kept (anyone can ask about any
+// number of them), and responses nobody asked for during a whole validity
+// period are dropped.
+func TestOCSPCacheIsBounded(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnvConfig(t, 1, func(c *revocation.Config) { c.Now = clock })
+	stranger := &x509.Certificate{SerialNumber: big.NewInt(0x5eed), RawIssuer: e.certs[0].RawIssuer}
+	for range 2 {
+		e.query(t, e.certs[0], nil)
+		e.query(t, stranger, nil)
+	}
+	if n := revocation.CachedOCSPResponses(e.pub); n != 1 {
+		t.Fatalf("%d cached responses after asking about one certificate and one stranger, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(5 * 24 * time.Hour) // past nextUpdate (4 days)
+	mu.Unlock()
+	revocation.EvictOCSP(e.pub)
+	if n := revocation.CachedOCSPResponses(e.pub); n != 0 {
+		t.Fatalf("%d cached responses after their nextUpdate, want 0", n)
+	}
 }
