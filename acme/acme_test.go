@@ -34,6 +34,7 @@ type fakeValidator struct {
 	mu      sync.Mutex
 	results map[string][]error // identifier value -> errors to return in turn; nil = success
 	calls   atomic.Int32
+	onCAA   func() // run during each CAA check, to change the world meanwhile
 }
 
 func (f *fakeValidator) Validate(_ context.Context, id acme.Identifier, _, _, _ string) error {
@@ -48,7 +49,12 @@ func (f *fakeValidator) Validate(_ context.Context, id acme.Identifier, _, _, _ 
 	return rs[0]
 }
 
-func (f *fakeValidator) CheckCAA(context.Context, string, bool, string, string) error { return nil }
+func (f *fakeValidator) CheckCAA(context.Context, string, bool, string, string) error {
+	if f.onCAA != nil {
+		f.onCAA()
+	}
+	return nil
+}
 
 type env struct {
 	ca    *acme.CA
@@ -398,5 +404,26 @@ func TestFinalizeWithUnknownOutcomeAdoptsTheCertificate(t *testing.T) {
 	}
 	if n := e.hsm.Stats().Signs - before; n != 1 {
 		t.Fatalf("the HSM signed %d times for one order, want 1", n)
+	}
+}
+
+// An authorization deactivated while finalize rechecks CAA (DNS lookups take
+// seconds) stops the finalize: nothing is signed for a name its holder gave up.
+func TestFinalizeRecheckSeesADeactivatedAuthorization(t *testing.T) {
+	e := newEnv(t, func(c *acme.Config) { c.CAA, c.CAARecheckAfter = true, time.Nanosecond })
+	o := e.readyOrder(t, "gone.example.com")
+	e.val.onCAA = func() {
+		e.val.onCAA = nil
+		if _, err := e.ca.DeactivateAuthorization(context.Background(), e.acct, o.AuthzIDs[0]); err != nil {
+			t.Errorf("deactivate: %v", err)
+		}
+	}
+	before := e.hsm.Stats().Signs
+	_, err := e.ca.Finalize(context.Background(), e.acct, e.key, o.ID, csrFor(t, "gone.example.com"))
+	if problemType(err) != "orderNotReady" {
+		t.Fatalf("finalize after the authorization was deactivated: %v, want orderNotReady", errString(err))
+	}
+	if e.hsm.Stats().Signs != before {
+		t.Fatal("the HSM signed for a deactivated authorization")
 	}
 }

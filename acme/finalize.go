@@ -66,6 +66,7 @@ func (ca *CA) recheckCAA(ctx context.Context, acct *storage.Account, o *storage.
 		return ServerInternal(err, "storage error reading authorizations")
 	}
 	now := ca.now()
+	looked := false
 	for _, a := range authzs {
 		if a.Identifier.Type != "dns" {
 			continue
@@ -88,6 +89,19 @@ func (ca *CA) recheckCAA(ctx context.Context, acct *storage.Account, o *storage.
 				return p
 			}
 			return ServerInternal(err, "CAA recheck failed")
+		}
+		looked = true
+	}
+	if looked {
+		// The lookups took time, in which an authorization may have been
+		// deactivated: look again before the order moves to processing.
+		if authzs, err = ca.store.GetAuthorizations(ctx, o.AuthzIDs); err != nil {
+			return ServerInternal(err, "storage error reading authorizations")
+		}
+		for _, a := range authzs {
+			if a.Status != StatusValid {
+				return OrderNotReady("authorization for %s is %s", a.Identifier.Value, a.Status)
+			}
 		}
 	}
 	return nil
