@@ -28,31 +28,27 @@ func (s *Store) DeleteExpired(ctx context.Context, cutoff time.Time) (int64, err
 	return total, nil
 }
 
+// deleteNonces removes used nonces that expired before the cutoff.
 func (s *Store) deleteNonces(ctx context.Context, cutoff int64) (int64, error) {
-	var total int64
-	for {
-		res, err := s.w.ExecContext(ctx, `DELETE FROM nonces WHERE nonce IN
-			(SELECT nonce FROM nonces WHERE expires < ? ORDER BY expires LIMIT ?)`, cutoff, s.deleteBatch)
-		if err != nil {
-			return total, fmt.Errorf("nonces: %w", err)
-		}
-		n, err := res.RowsAffected()
-		total += n
-		if err != nil || n < int64(s.deleteBatch) {
-			return total, err
-		}
-	}
+	return s.deleteBefore(ctx, "nonces", "nonce", "expires", cutoff)
 }
 
 // deleteLeases removes leases that ended before the cutoff: a lease taken
 // again later is simply written anew.
 func (s *Store) deleteLeases(ctx context.Context, cutoff int64) (int64, error) {
+	return s.deleteBefore(ctx, "leases", "name", "held_until", cutoff)
+}
+
+// deleteBefore deletes the rows of table whose column at is before cutoff, in
+// batches; key is the table's primary key. The names are this package's own
+// constants, never input.
+func (s *Store) deleteBefore(ctx context.Context, table, key, at string, cutoff int64) (int64, error) {
+	q := fmt.Sprintf(`DELETE FROM %[1]s WHERE %[2]s IN (SELECT %[2]s FROM %[1]s WHERE %[3]s < ? ORDER BY %[3]s LIMIT ?)`, table, key, at)
 	var total int64
 	for {
-		res, err := s.w.ExecContext(ctx, `DELETE FROM leases WHERE name IN
-			(SELECT name FROM leases WHERE held_until < ? ORDER BY held_until LIMIT ?)`, cutoff, s.deleteBatch)
+		res, err := s.w.ExecContext(ctx, q, cutoff, s.deleteBatch)
 		if err != nil {
-			return total, fmt.Errorf("leases: %w", err)
+			return total, fmt.Errorf("%s: %w", table, err)
 		}
 		n, err := res.RowsAffected()
 		total += n
