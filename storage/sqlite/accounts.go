@@ -36,7 +36,7 @@ func (s *Store) CreateAccount(ctx context.Context, a *storage.Account) error {
 	if err != nil {
 		return fmt.Errorf("create account %q: %w", a.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = s.exec(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.ID, a.KeyID, blob(a.Key), contact, a.Status, a.TermsAgreed, a.EABKeyID, a.CreatedIP, micros(a.CreatedAt))
 	return mapErr(err, fmt.Sprintf("create account %q", a.ID))
 }

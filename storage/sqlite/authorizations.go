@@ -175,5 +175,5 @@ func (s *Store) CreateAuthorization(ctx context.Context, a *storage.Authorizatio
 	if err := records.PrepareAuthorization(a); err != nil {
 		return fmt.Errorf("create authorization: %w", err)
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error { return insertAuthorization(ctx, tx, a) })
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error { return insertAuthorization(ctx, tx, a) })
 }

@@ -50,16 +50,11 @@ func (s *Store) ClaimChallenges(ctx context.Context, now time.Time, lease time.D
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.w.QueryContext(ctx, `UPDATE challenges SET lease_until = ?
+	cs, err := queryWrite(ctx, s, scanChallenge, `UPDATE challenges SET lease_until = ?
 		WHERE id IN (SELECT id FROM challenges WHERE status = 'processing' AND next_attempt <= ? AND lease_until < ?
 			ORDER BY next_attempt LIMIT ?)
 		RETURNING `+challengeCols,
 		micros(now.Add(lease)), micros(now), micros(now), limit)
-	if err != nil {
-		return nil, fmt.Errorf("claim challenges: %w", err)
-	}
-	defer rows.Close()
-	cs, err := records.Collect(rows, scanChallenge)
 	if err != nil {
 		return nil, fmt.Errorf("claim challenges: %w", err)
 	}

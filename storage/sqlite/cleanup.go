@@ -46,7 +46,7 @@ func (s *Store) deleteBefore(ctx context.Context, table, key, at string, cutoff 
 	q := fmt.Sprintf(`DELETE FROM %[1]s WHERE %[2]s IN (SELECT %[2]s FROM %[1]s WHERE %[3]s < ? ORDER BY %[3]s LIMIT ?)`, table, key, at)
 	var total int64
 	for {
-		res, err := s.w.ExecContext(ctx, q, cutoff, s.deleteBatch)
+		res, err := s.exec(ctx, q, cutoff, s.deleteBatch)
 		if err != nil {
 			return total, fmt.Errorf("%s: %w", table, err)
 		}
@@ -66,7 +66,7 @@ func (s *Store) deleteOrders(ctx context.Context, cutoff int64) (int64, error) {
 	afterExp, afterID := int64(-1<<63), ""
 	for {
 		var n int64
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
+		err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			rows, err := tx.QueryContext(ctx, `DELETE FROM orders WHERE id IN (
 				SELECT o.id FROM orders o WHERE o.expires < ? AND (o.expires, o.id) > (?, ?)
 				AND NOT (o.status = 'valid' AND EXISTS (
@@ -108,7 +108,7 @@ func (s *Store) deleteAuthorizations(ctx context.Context, cutoff int64) (int64, 
 	for {
 		var ids []string
 		var n int64
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
+		err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			rows, err := tx.QueryContext(ctx, `SELECT a.id, a.expires FROM authorizations a
 				WHERE a.expires < ? AND (a.expires, a.id) > (?, ?)
 				AND NOT EXISTS (SELECT 1 FROM order_authzs oa WHERE oa.authz_id = a.id)

@@ -24,7 +24,7 @@ func (s *Store) LatestRevocation(ctx context.Context, issuer string) (int, time.
 // PutCRL replaces the issuer's CRL in one statement if the new number is
 // greater: the upsert's WHERE leaves a newer stored CRL alone.
 func (s *Store) PutCRL(ctx context.Context, c *storage.CRL) error {
-	res, err := s.w.ExecContext(ctx, `INSERT INTO crls (issuer, number, this_update, next_update, der) VALUES (?, ?, ?, ?, ?)
+	res, err := s.exec(ctx, `INSERT INTO crls (issuer, number, this_update, next_update, der) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (issuer) DO UPDATE SET number = excluded.number, this_update = excluded.this_update,
 			next_update = excluded.next_update, der = excluded.der
 		WHERE excluded.number > crls.number`,

@@ -3,9 +3,10 @@
 //
 // It owns the SQLite schema and its migrations, and the connection discipline
 // that keeps concurrent goroutines from ever seeing SQLITE_BUSY: all writes go
-// through one connection whose transactions begin IMMEDIATE, so writers queue
-// in Go rather than fail in SQLite, while reads use a separate pool that, in
-// WAL mode, never waits for the writer. Every race that storage.Store calls
+// through one goroutine on one connection whose transactions begin IMMEDIATE,
+// so writers queue in Go rather than fail in SQLite, and writes that queue
+// together commit together, each still atomic on its own (group.go); reads
+// use a separate pool that, in WAL mode, never waits for the writer. Every race that storage.Store calls
 // out is decided inside one statement or one transaction on that connection.
 //
 // It must never be shared by two processes as a way to scale out (use package

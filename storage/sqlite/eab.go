@@ -35,7 +35,7 @@ func (s *Store) CreateEABKey(ctx context.Context, k *storage.EABKey) error {
 	if err != nil {
 		return fmt.Errorf("create EAB key %q: %w", k.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO eab_keys (`+eabCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = s.exec(ctx, `INSERT INTO eab_keys (`+eabCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Key, k.Algorithm, k.Comment, suffixes, k.AccountID, k.Revoked, micros(k.CreatedAt))
 	return mapErr(err, fmt.Sprintf("create EAB key %q", k.ID))
 }
@@ -66,7 +66,7 @@ func (s *Store) ListEABKeys(ctx context.Context) ([]*storage.EABKey, error) {
 // RevokeEABKey marks a key revoked. Revoking a revoked key changes nothing and
 // is not an error.
 func (s *Store) RevokeEABKey(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE eab_keys SET revoked = 1 WHERE id = ?`, id)
+	res, err := s.exec(ctx, `UPDATE eab_keys SET revoked = 1 WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("revoke EAB key %q: %w", id, err)
 	}

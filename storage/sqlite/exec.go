@@ -23,22 +23,25 @@ func notFound(err error, what, key string) error {
 // conditional runs a conditional write (an UPDATE whose WHERE checks the
 // expected state) and, if it changed no row, says why: the row is missing
 // (storage.ErrNotFound) or is no longer as expected (storage.ErrConflict).
-// The check runs only after a lost race, off the hot path.
+// The check runs only after a lost race, off the hot path, in the same
+// transaction as the update.
 func (s *Store) conditional(ctx context.Context, what, key, exists, query string, args ...any) error {
-	res, err := s.w.ExecContext(ctx, query, args...)
-	if err != nil {
-		return mapErr(err, fmt.Sprintf("update %s %q", what, key))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("update %s %q: %w", what, key, err)
-	}
-	if n > 0 {
-		return nil
-	}
-	var one int
-	if err := s.r.QueryRowContext(ctx, exists, key).Scan(&one); err != nil {
-		return notFound(err, what, key)
-	}
-	return records.Conflict("%s %q is not in the expected state", what, key)
+	return s.c.do(ctx, true, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return mapErr(err, fmt.Sprintf("update %s %q", what, key))
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("update %s %q: %w", what, key, err)
+		}
+		if n > 0 {
+			return nil
+		}
+		var one int
+		if err := tx.QueryRowContext(ctx, exists, key).Scan(&one); err != nil {
+			return notFound(err, what, key)
+		}
+		return records.Conflict("%s %q is not in the expected state", what, key)
+	})
 }

@@ -30,7 +30,7 @@ func (s *Store) ReserveSerial(ctx context.Context, c *storage.Certificate) error
 	if err := records.PrepareCertificate(c); err != nil {
 		return fmt.Errorf("reserve serial: %w", err)
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO certificates (serial, issuer, profile, order_id, created_at, expires)
+	_, err := s.exec(ctx, `INSERT INTO certificates (serial, issuer, profile, order_id, created_at, expires)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		c.Serial, c.Issuer, c.Profile, c.OrderID, micros(c.CreatedAt), micros(c.Expires))
 	return mapErr(err, fmt.Sprintf("reserve serial %s", c.Serial))

@@ -8,6 +8,6 @@ import (
 
 // RedeemNonce inserts nonce; the primary key refuses a second use.
 func (s *Store) RedeemNonce(ctx context.Context, nonce string, expires time.Time) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO nonces (nonce, expires) VALUES (?, ?)`, nonce, micros(expires))
+	_, err := s.exec(ctx, `INSERT INTO nonces (nonce, expires) VALUES (?, ?)`, nonce, micros(expires))
 	return mapErr(err, fmt.Sprintf("redeem nonce %q", nonce))
 }

@@ -54,7 +54,7 @@ func (s *Store) CreateOrder(ctx context.Context, o *storage.Order, newAuthzs []*
 	if err != nil {
 		return fmt.Errorf("create order %q: %w", o.ID, err)
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			o.ID, o.AccountID, o.Status, idents, authzIDs, o.Profile, optMicros(o.NotBefore), optMicros(o.NotAfter), micros(o.Expires),
 			blob(o.Error), blob(o.CSR), o.CertSerial, o.Replaces, micros(o.LeaseUntil), micros(o.CreatedAt), micros(o.UpdatedAt))
@@ -154,15 +154,10 @@ func (s *Store) ClaimOrders(ctx context.Context, now time.Time, lease time.Durat
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.w.QueryContext(ctx, `UPDATE orders SET lease_until = ?
+	orders, err := queryWrite(ctx, s, scanOrder, `UPDATE orders SET lease_until = ?
 		WHERE id IN (SELECT id FROM orders WHERE status = 'processing' AND lease_until < ? ORDER BY lease_until LIMIT ?)
 		RETURNING `+orderCols,
 		micros(now.Add(lease)), micros(now), limit)
-	if err != nil {
-		return nil, fmt.Errorf("claim orders: %w", err)
-	}
-	defer rows.Close()
-	orders, err := records.Collect(rows, scanOrder)
 	if err != nil {
 		return nil, fmt.Errorf("claim orders: %w", err)
 	}

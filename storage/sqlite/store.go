@@ -13,6 +13,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/internal/records"
 )
 
 // Store is a storage.Store in one SQLite file.
@@ -26,6 +27,8 @@ type Store struct {
 	// deleteBatch bounds the rows one DeleteExpired transaction removes, so
 	// that a large cleanup never holds the write lock for long.
 	deleteBatch int
+	// c runs every write, grouping concurrent ones into one transaction on w.
+	c *committer
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -90,11 +93,12 @@ func Open(path string) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
 	}
-	return &Store{w: w, r: r, deleteBatch: 1000}, nil
+	return &Store{w: w, r: r, deleteBatch: 1000, c: newCommitter(w)}, nil
 }
 
-// Close closes both pools.
+// Close lets the writes under way finish and closes both pools.
 func (s *Store) Close() error {
+	s.c.close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
@@ -106,18 +110,35 @@ func cloneValues(v url.Values) url.Values {
 	return c
 }
 
-// inTx runs f in a write transaction, committing if f returns nil.
-func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := f(tx); err != nil {
-		tx.Rollback()
+// inTx runs f as one atomic write, in the next group commit: if f fails,
+// nothing it did remains. f must use the ctx it is given, not its caller's.
+func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.c.do(ctx, false, f)
+}
+
+// exec runs one write statement in the next group commit.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := s.c.do(ctx, true, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		res, err = tx.ExecContext(ctx, query, args...)
 		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	})
+	return res, err
+}
+
+// queryWrite runs one write statement with a RETURNING clause in the next
+// group commit, scanning the rows it returns with scan.
+func queryWrite[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	var out []T
+	err := s.c.do(ctx, true, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out, err = records.Collect(rows, scan)
+		return err
+	})
+	return out, err
 }

@@ -1,0 +1,223 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// Group commit. Every write of a Store is an operation handed to one goroutine
+// that runs, in a single transaction, all the operations waiting when it
+// starts, and then tells each its own outcome. SQLite admits one writer at a
+// time anyway; what grouping saves is the per-transaction cost — BEGIN, the
+// commit's WAL frames (a page several operations touch is written once), the
+// locks — which under load was most of the cost of a write. Alone, an
+// operation still commits at once, in a transaction of its own.
+//
+// What each operation sees is unchanged: it is atomic (a failed operation
+// leaves nothing behind, whatever the others in its group did), and it
+// returns only after its changes are durable to the extent the connection's
+// synchronous setting makes any commit durable. What may differ is that one
+// operation's failure to commit as a group (the disk is full, the file is
+// locked by another process past the busy timeout) fails every operation of
+// that group.
+
+// maxGroup bounds how many operations share one transaction, so one commit
+// never holds the write lock for long.
+const maxGroup = 64
+
+// writeOp is one operation waiting for its group.
+type writeOp struct {
+	// ctx is the caller's: an operation whose caller has gone by the time its
+	// group starts is not run. It is never passed to SQL: interrupting a write
+	// would make SQLite roll back the whole group's transaction.
+	ctx context.Context
+	f   func(ctx context.Context, tx *sql.Tx) error
+	// oneStatement says f changes the database in at most one statement, which
+	// SQLite makes atomic by itself: it needs no savepoint of its own.
+	oneStatement bool
+	done         chan error
+}
+
+// committer owns the writer connection once the store is open.
+type committer struct {
+	db      *sql.DB
+	mu      sync.RWMutex // held shared while enqueueing, exclusively to close
+	closed  bool
+	queue   chan *writeOp
+	stopped chan struct{}
+}
+
+var errClosed = errors.New("sqlite: the store is closed")
+
+func newCommitter(db *sql.DB) *committer {
+	c := &committer{db: db, queue: make(chan *writeOp, 4*maxGroup), stopped: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+// do runs f in the next group and returns its outcome once the group has
+// committed (or failed).
+func (c *committer) do(ctx context.Context, oneStatement bool, f func(ctx context.Context, tx *sql.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	op := &writeOp{ctx: ctx, f: f, oneStatement: oneStatement, done: make(chan error, 1)}
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return errClosed
+	}
+	c.queue <- op
+	c.mu.RUnlock()
+	// The wait is not cut short by ctx: once queued, the operation may run,
+	// and the caller must learn whether it did.
+	return <-op.done
+}
+
+// close lets the queued operations finish and stops the goroutine.
+func (c *committer) close() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.queue)
+	}
+	c.mu.Unlock()
+	<-c.stopped
+}
+
+func (c *committer) run() {
+	defer close(c.stopped)
+	group := make([]*writeOp, 0, maxGroup)
+	for op := range c.queue {
+		group = append(group[:0], op)
+	fill:
+		for len(group) < maxGroup {
+			select {
+			case op, ok := <-c.queue:
+				if !ok {
+					break fill
+				}
+				group = append(group, op)
+			default:
+				break fill
+			}
+		}
+		c.commit(group)
+	}
+}
+
+// commit runs one group and delivers every outcome.
+func (c *committer) commit(group []*writeOp) {
+	errs := make([]error, len(group))
+	// settled marks outcomes a failure of the group cannot change: the
+	// operation's own failure, or its caller having gone before it ran.
+	settled := make([]bool, len(group))
+	defer func() {
+		for i, op := range group {
+			op.done <- errs[i]
+		}
+	}()
+	failGroup := func(err error) {
+		for i := range errs {
+			if !settled[i] {
+				errs[i] = err
+			}
+		}
+	}
+	live := 0
+	for i, op := range group {
+		if errs[i] = op.ctx.Err(); errs[i] != nil {
+			settled[i] = true
+		} else {
+			live++
+		}
+	}
+	if live == 0 {
+		return
+	}
+	ctx := context.Background()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		failGroup(fmt.Errorf("begin: %w", err))
+		return
+	}
+	for i, op := range group {
+		if settled[i] {
+			continue
+		}
+		opErr, groupErr := runOp(ctx, tx, op)
+		if groupErr != nil {
+			tx.Rollback()
+			failGroup(groupErr)
+			return
+		}
+		errs[i], settled[i] = opErr, opErr != nil
+	}
+	if err := tx.Commit(); err != nil {
+		failGroup(fmt.Errorf("commit: %w", err))
+	}
+}
+
+// runOp runs one operation inside the group's transaction. opErr is the
+// operation's own failure, after which the transaction goes on without its
+// changes; groupErr is a failure after which the transaction cannot be trusted
+// (SQLite may have rolled it back already, so later statements would run
+// outside it) and the group must be abandoned.
+func runOp(ctx context.Context, tx *sql.Tx, op *writeOp) (opErr, groupErr error) {
+	if !op.oneStatement {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+			return nil, fmt.Errorf("savepoint: %w", err)
+		}
+	}
+	opErr = callOp(ctx, tx, op)
+	if opErr != nil && breaksTransaction(opErr) {
+		return nil, opErr
+	}
+	if op.oneStatement {
+		return opErr, nil
+	}
+	if opErr != nil {
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
+			return nil, fmt.Errorf("roll back a failed operation (%v): %w", opErr, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `RELEASE op`); err != nil {
+		return nil, fmt.Errorf("release savepoint: %w", err)
+	}
+	return opErr, nil
+}
+
+// callOp runs op.f, turning a panic into a failure of the whole group: what
+// the operation had done by then is unknown.
+func callOp(ctx context.Context, tx *sql.Tx, op *writeOp) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = groupPanic{r}
+		}
+	}()
+	return op.f(ctx, tx)
+}
+
+type groupPanic struct{ v any }
+
+func (p groupPanic) Error() string { return fmt.Sprintf("write operation panicked: %v", p.v) }
+
+// breaksTransaction says whether an operation's error may have ended the
+// transaction or left it in an unknown state. A constraint violation undoes
+// only its statement, and errors made in Go (a conflict found by counting
+// rows, a bad argument) change nothing; any other SQLite error (disk full, I/O,
+// busy, interrupted) may have rolled the transaction back.
+func breaksTransaction(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code != sqlite3.ErrConstraint {
+		return true
+	}
+	var p groupPanic
+	return errors.As(err, &p) || errors.Is(err, sql.ErrTxDone) || errors.Is(err, driver.ErrBadConn)
+}
