@@ -13,6 +13,15 @@ import (
 	"github.com/anvil-pki/anvil/acme"
 )
 
+// NonceSource issues and redeems anti-replay nonces (RFC 8555 6.5): Nonces
+// when several front ends share a database, LocalNonces for one process alone.
+type NonceSource interface {
+	// New returns a fresh nonce.
+	New() string
+	// Redeem accepts a nonce once, or returns a badNonce problem.
+	Redeem(ctx context.Context, nonce string) error
+}
+
 // NonceStore remembers redeemed nonces until they expire (storage.Store is one).
 type NonceStore interface {
 	RedeemNonce(ctx context.Context, nonce string, expires time.Time) error

@@ -46,7 +46,7 @@ type Config struct {
 	// every JWS url is checked against it.
 	BaseURL string
 	CA      *acme.CA
-	Nonces  *Nonces
+	Nonces  NonceSource
 	// MaxBodyBytes bounds a request body (default 64 KiB).
 	MaxBodyBytes int64
 	// Directory meta (RFC 8555 7.1.1).
@@ -63,7 +63,7 @@ type Config struct {
 // Server serves the ACME API.
 type Server struct {
 	cfg    Config
-	nonces *Nonces
+	nonces NonceSource
 	log    *slog.Logger
 	router *mux.Router
 }

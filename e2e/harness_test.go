@@ -269,8 +269,6 @@ validation:
   allow_private_targets: true
   caa_identities: [anvil.localhost]
   timeout: 10s
-nonce:
-  key_file: var/dev/nonce.key
 pki:
   listen: 127.0.0.1:{{.PKIPort}}
   crl_check_interval: 2s

@@ -99,11 +99,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 	if err != nil {
 		return nil, fmt.Errorf("validation: %w", err)
 	}
-	nonceKey, err := loadOrCreateKey(cfg.Nonce.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	nonces, err := api.NewNonces(nonceKey, cfg.Nonce.Lifetime.Duration, c.store)
+	nonces, err := nonceSource(cfg, logger, c.store)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +167,24 @@ func readCertPEM(path string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", path)
 	}
 	return x509.ParseCertificate(block.Bytes)
+}
+
+// nonceSource picks where nonces are redeemed. On SQLite this process is the
+// only front end, and keeps them in memory: a write per request saved, and
+// nonces from before a restart refused. On PostgreSQL every front end redeems
+// in the shared database, under the shared key.
+func nonceSource(cfg *serveConfig, logger *slog.Logger, store api.NonceStore) (api.NonceSource, error) {
+	if cfg.Database.Driver == "sqlite" {
+		if cfg.Nonce.KeyFile != "" {
+			logger.Warn("nonce.key_file is not used with SQLite: this process is the only front end and keeps its nonces in memory", "key_file", cfg.Nonce.KeyFile)
+		}
+		return api.NewLocalNonces(cfg.Nonce.Lifetime.Duration), nil
+	}
+	key, err := loadOrCreateKey(cfg.Nonce.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return api.NewNonces(key, cfg.Nonce.Lifetime.Duration, store)
 }
 
 // loadOrCreateKey reads the nonce key, or creates the file with 32 random bytes.

@@ -143,7 +143,8 @@ func (l limitConfig) limit() acme.Limit { return acme.Limit{Count: l.Count, Peri
 
 type nonceConfig struct {
 	// KeyFile holds the nonce MAC key (at least 32 bytes), shared by every
-	// front end. It is created with a random key if it does not exist.
+	// front end on PostgreSQL. It is created with a random key if it does not
+	// exist. On SQLite nonces stay in the one process, under a key it makes.
 	KeyFile  string          `yaml:"key_file"`
 	Lifetime config.Duration `yaml:"lifetime"`
 }
