@@ -25,7 +25,7 @@ import (
 // conditional update, which exactly one of any number of concurrent finalizes
 // wins. The issuance service checks the CSR again on its own.
 func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *jose.JSONWebKey, orderID string, csrDER []byte) (*storage.Order, error) {
-	o, err := ca.Order(ctx, acct, orderID)
+	o, authzs, err := ca.orderAndAuthorizations(ctx, acct, orderID)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *j
 	if perr := preflightCSR(csrDER, o, accountKey); perr != nil {
 		return nil, perr
 	}
-	if err := ca.recheckCAA(ctx, acct, o); err != nil {
+	if err := ca.recheckCAA(ctx, acct, o, authzs); err != nil {
 		return nil, err
 	}
 	// A ready order is stored as pending: see refreshOrder.
@@ -56,15 +56,13 @@ func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *j
 
 // recheckCAA checks CAA again for names whose validation is older than
 // Config.CAARecheckAfter (RFC 8555 leaves when; the Baseline Requirements ask
-// for a check within eight hours of issuance).
-func (ca *CA) recheckCAA(ctx context.Context, acct *storage.Account, o *storage.Order) error {
+// for a check within eight hours of issuance). authzs are the order's
+// authorizations as the caller just read them.
+func (ca *CA) recheckCAA(ctx context.Context, acct *storage.Account, o *storage.Order, authzs []*storage.Authorization) error {
 	if !ca.cfg.CAA {
 		return nil
 	}
-	authzs, err := ca.store.GetAuthorizations(ctx, o.AuthzIDs)
-	if err != nil {
-		return ServerInternal(err, "storage error reading authorizations")
-	}
+	var err error
 	now := ca.now()
 	looked := false
 	for _, a := range authzs {

@@ -211,12 +211,19 @@ func (ca *CA) newAuthorization(accountID string, id checkedIdent, now time.Time)
 
 // Order returns an account's order with its status brought up to date.
 func (ca *CA) Order(ctx context.Context, acct *storage.Account, id string) (*storage.Order, error) {
+	o, _, err := ca.orderAndAuthorizations(ctx, acct, id)
+	return o, err
+}
+
+// orderAndAuthorizations is Order, also returning the order's authorizations
+// when bringing its status up to date read them (nil otherwise).
+func (ca *CA) orderAndAuthorizations(ctx context.Context, acct *storage.Account, id string) (*storage.Order, []*storage.Authorization, error) {
 	o, err := ca.store.GetOrder(ctx, id)
 	if err != nil {
-		return nil, storeErr(err, "order")
+		return nil, nil, storeErr(err, "order")
 	}
 	if o.AccountID != acct.ID {
-		return nil, Unauthorized("order %s belongs to another account", id)
+		return nil, nil, Unauthorized("order %s belongs to another account", id)
 	}
 	return ca.refreshOrder(ctx, o)
 }
@@ -226,19 +233,21 @@ func (ca *CA) Order(ctx context.Context, acct *storage.Account, id string) (*sto
 // valid, so reading an order writes nothing in the common case, and finalize
 // moves the stored "pending" to "processing". A failure (an authorization gone
 // bad, the order expired) is final and is written back conditionally.
-func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Order, error) {
+func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Order, []*storage.Authorization, error) {
 	if o.Status != StatusPending && o.Status != StatusReady {
-		return o, nil
+		return o, nil, nil
 	}
 	now := ca.now()
 	want := StatusReady
 	var errProblem *Problem
+	var authzs []*storage.Authorization
 	if now.After(o.Expires) {
 		want, errProblem = StatusInvalid, Malformed("the order expired")
 	} else {
-		authzs, err := ca.store.GetAuthorizations(ctx, o.AuthzIDs)
+		var err error
+		authzs, err = ca.store.GetAuthorizations(ctx, o.AuthzIDs)
 		if err != nil {
-			return nil, ServerInternal(err, "storage error reading authorizations")
+			return nil, nil, ServerInternal(err, "storage error reading authorizations")
 		}
 		for _, a := range authzs {
 			status := a.Status
@@ -261,7 +270,7 @@ func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Orde
 	derived := *o
 	derived.Status = want
 	if want != StatusInvalid {
-		return &derived, nil
+		return &derived, authzs, nil
 	}
 	derived.UpdatedAt = now
 	derived.Error = problemJSON(errProblem)
@@ -270,13 +279,13 @@ func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Orde
 			// Someone else moved it (a finalize won): read again.
 			fresh, gerr := ca.store.GetOrder(ctx, o.ID)
 			if gerr != nil {
-				return nil, storeErr(gerr, "order")
+				return nil, nil, storeErr(gerr, "order")
 			}
-			return fresh, nil
+			return fresh, nil, nil
 		}
-		return nil, ServerInternal(err, "storage error updating the order")
+		return nil, nil, ServerInternal(err, "storage error updating the order")
 	}
-	return &derived, nil
+	return &derived, nil, nil
 }
 
 // Authorization returns an account's authorization, marking a pending one
