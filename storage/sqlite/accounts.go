@@ -41,12 +41,17 @@ func (s *Store) CreateAccount(ctx context.Context, a *storage.Account) error {
 	return mapErr(err, fmt.Sprintf("create account %q", a.ID))
 }
 
-// GetAccount reads an account by ID.
+// GetAccount reads an account by ID, from the cache when it holds it.
 func (s *Store) GetAccount(ctx context.Context, id string) (*storage.Account, error) {
+	a, gen := s.accounts.get(id)
+	if a != nil {
+		return a, nil
+	}
 	a, err := scanAccount(s.r.QueryRowContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = ?`, id))
 	if err != nil {
 		return nil, notFound(err, "account", id)
 	}
+	s.accounts.put(a, gen)
 	return a, nil
 }
 
@@ -66,6 +71,8 @@ func (s *Store) UpdateAccount(ctx context.Context, a *storage.Account, fromStatu
 	if err != nil {
 		return fmt.Errorf("update account %q: %w", a.ID, err)
 	}
+	s.accounts.forget(a.ID)
+	defer s.accounts.forget(a.ID)
 	return s.conditional(ctx, "account", a.ID, `SELECT 1 FROM accounts WHERE id = ?`,
 		`UPDATE accounts SET contact = ?, status = ?, terms_agreed = ? WHERE id = ? AND status = ?`,
 		contact, a.Status, a.TermsAgreed, a.ID, fromStatus)
@@ -74,6 +81,8 @@ func (s *Store) UpdateAccount(ctx context.Context, a *storage.Account, fromStatu
 // RolloverAccountKey swaps the key if the current one is oldKeyID; the unique
 // key_id refuses a key another account holds.
 func (s *Store) RolloverAccountKey(ctx context.Context, id, oldKeyID, newKeyID string, newKey []byte) error {
+	s.accounts.forget(id)
+	defer s.accounts.forget(id)
 	return s.conditional(ctx, "account", id, `SELECT 1 FROM accounts WHERE id = ?`,
 		`UPDATE accounts SET key_id = ?, key = ? WHERE id = ? AND key_id = ?`,
 		newKeyID, blob(newKey), id, oldKeyID)

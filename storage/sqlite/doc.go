@@ -9,6 +9,10 @@
 // use a separate pool that, in WAL mode, never waits for the writer. Every race that storage.Store calls
 // out is decided inside one statement or one transaction on that connection.
 //
+// Because this process is the only one that writes accounts, accounts read by
+// ID are cached in memory and dropped on every account write
+// (accountcache.go).
+//
 // It must never be shared by two processes as a way to scale out (use package
 // postgres for several front ends), never hold a write transaction open across
 // anything but SQL, and never interpret what it stores beyond the interface's

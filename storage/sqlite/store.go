@@ -29,6 +29,8 @@ type Store struct {
 	deleteBatch int
 	// c runs every write, grouping concurrent ones into one transaction on w.
 	c *committer
+	// accounts caches GetAccount; account writes keep it exact.
+	accounts *accountCache
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -93,7 +95,7 @@ func Open(path string) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
 	}
-	return &Store{w: w, r: r, deleteBatch: 1000, c: newCommitter(w)}, nil
+	return &Store{w: w, r: r, deleteBatch: 1000, c: newCommitter(w), accounts: newAccountCache()}, nil
 }
 
 // Close lets the writes under way finish and closes both pools.
