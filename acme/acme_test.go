@@ -427,3 +427,38 @@ func TestFinalizeRecheckSeesADeactivatedAuthorization(t *testing.T) {
 		t.Fatal("the HSM signed for a deactivated authorization")
 	}
 }
+
+// An authorization deactivated while its challenge is being validated stays
+// deactivated; the challenge's outcome is still recorded, so that it is not
+// left processing for some node to claim and validate again.
+func TestValidationRecordedWhenAuthorizationDeactivatedMeanwhile(t *testing.T) {
+	e := newEnv(t, func(c *acme.Config) { c.CAA = true })
+	ctx := context.Background()
+	o, err := e.ca.NewOrder(ctx, e.acct, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "midway.example.com"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := e.ca.Authorization(ctx, e.acct, o.AuthzIDs[0])
+	e.val.onCAA = func() {
+		e.val.onCAA = nil
+		if _, err := e.ca.DeactivateAuthorization(ctx, e.acct, a.ID); err != nil {
+			t.Errorf("deactivate: %v", err)
+		}
+	}
+	if _, _, err := e.ca.RespondChallenge(ctx, e.acct, a.Challenges[0].ID); err != nil {
+		t.Fatalf("respond: %v", err)
+	}
+	ch, authz, err := e.ca.Challenge(ctx, e.acct, a.Challenges[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz.Status != acme.StatusDeactivated {
+		t.Errorf("authorization %s, want deactivated", authz.Status)
+	}
+	if ch.Status != acme.StatusValid {
+		t.Errorf("challenge %s, want valid (recorded, not left processing)", ch.Status)
+	}
+	if o, _ = e.ca.Order(ctx, e.acct, o.ID); o.Status == acme.StatusReady {
+		t.Error("order ready with a deactivated authorization")
+	}
+}

@@ -128,15 +128,11 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 		ch.Status = StatusValid
 		ch.Validated = now
 		ch.Error = nil
-		if err := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); err != nil {
-			return validationResult{err: err}
-		}
 		authz.Status = StatusValid
 		authz.Expires = now.Add(ca.cfg.ValidAuthzLifetime)
 		authz.UpdatedAt = now
 		authz.Challenges = replaceChallenge(authz.Challenges, ch)
-		if err := ca.store.UpdateAuthorization(ctx, authz, StatusPending); err != nil {
-			// On a conflict (deactivated meanwhile) the caller reads what is stored.
+		if err := ca.recordOutcome(ctx, ch, authz); err != nil {
 			return validationResult{err: err}
 		}
 		ca.log.Info("challenge valid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
@@ -161,18 +157,33 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 		return validationResult{ch: ch, authz: authz}
 	}
 	ch.Status = StatusInvalid
-	if err := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); err != nil {
-		return validationResult{err: err}
-	}
 	authz.Status = StatusInvalid
 	authz.UpdatedAt = now
 	authz.Challenges = replaceChallenge(authz.Challenges, ch)
-	if err := ca.store.UpdateAuthorization(ctx, authz, StatusPending); err != nil {
+	if err := ca.recordOutcome(ctx, ch, authz); err != nil {
 		return validationResult{err: err}
 	}
 	ca.log.Info("challenge invalid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 		"type", ch.Type, "attempts", ch.Attempts, "error", ve.Error())
 	return validationResult{ch: ch, authz: authz}
+}
+
+// recordOutcome writes a final outcome: the challenge from processing and its
+// authorization from pending, together, so that no failure between two writes
+// can leave a valid challenge under an authorization stuck pending. If the
+// authorization moved on meanwhile (deactivated, expired) the challenge is
+// still recorded alone, so that no node claims it again; the conflict is
+// returned and the caller reads what is stored.
+func (ca *CA) recordOutcome(ctx context.Context, ch *storage.Challenge, authz *storage.Authorization) error {
+	err := ca.store.RecordValidation(ctx, ch, StatusProcessing, authz, StatusPending)
+	if !errors.Is(err, storage.ErrConflict) {
+		return err
+	}
+	if cerr := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); cerr != nil {
+		// Another node recorded the challenge: its record stands.
+		return cerr
+	}
+	return err
 }
 
 // replaceChallenge returns a copy of chs with the challenge of c's ID replaced.

@@ -199,6 +199,12 @@ type Store interface {
 	// UpdateChallenge writes Status, Validated, Error, Attempts, NextAttempt and
 	// LeaseUntil of c if its status is still fromStatus; ErrConflict otherwise.
 	UpdateChallenge(ctx context.Context, c *Challenge, fromStatus string) error
+	// RecordValidation writes a validation's outcome in one transaction: c as
+	// UpdateChallenge does, if its status is still fromChallenge, and a as
+	// UpdateAuthorization does, if its status is still fromAuthz. If either is
+	// not as expected, neither is written: ErrConflict (ErrNotFound for a
+	// missing record).
+	RecordValidation(ctx context.Context, c *Challenge, fromChallenge string, a *Authorization, fromAuthz string) error
 	// ClaimChallenges leases up to limit challenges in "processing" that are due
 	// (NextAttempt <= now) and not leased (LeaseUntil < now), setting their lease
 	// to now+lease. Validation retries and validations whose node died.

@@ -118,7 +118,11 @@ func (s *Store) FindValidAuthorization(ctx context.Context, accountID string, id
 // UpdateAuthorization writes Status, Expires and UpdatedAt if the status is
 // still fromStatus.
 func (s *Store) UpdateAuthorization(ctx context.Context, a *storage.Authorization, fromStatus string) error {
-	return s.conditional(ctx, "authorization", a.ID, `SELECT 1 FROM authorizations WHERE id = $1`,
+	return updateAuthorization(ctx, s.pool, a, fromStatus)
+}
+
+func updateAuthorization(ctx context.Context, q querier, a *storage.Authorization, fromStatus string) error {
+	return conditionalOn(ctx, q, "authorization", a.ID, `SELECT 1 FROM authorizations WHERE id = $1`,
 		`UPDATE authorizations SET status = $1, expires = $2, updated_at = $3 WHERE id = $4 AND status = $5`,
 		a.Status, ts(a.Expires), records.Stamp(a.UpdatedAt), a.ID, fromStatus)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/anvil-pki/anvil/storage"
 	"github.com/anvil-pki/anvil/storage/internal/records"
 )
@@ -38,7 +40,22 @@ func (s *Store) GetChallenge(ctx context.Context, id string) (*storage.Challenge
 // UpdateChallenge writes the mutable fields of c if its status is still
 // fromStatus.
 func (s *Store) UpdateChallenge(ctx context.Context, c *storage.Challenge, fromStatus string) error {
-	return s.conditional(ctx, "challenge", c.ID, `SELECT 1 FROM challenges WHERE id = $1`,
+	return updateChallenge(ctx, s.pool, c, fromStatus)
+}
+
+// RecordValidation writes the challenge and the authorization in one
+// transaction.
+func (s *Store) RecordValidation(ctx context.Context, c *storage.Challenge, fromChallenge string, a *storage.Authorization, fromAuthz string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := updateChallenge(ctx, tx, c, fromChallenge); err != nil {
+			return err
+		}
+		return updateAuthorization(ctx, tx, a, fromAuthz)
+	})
+}
+
+func updateChallenge(ctx context.Context, q querier, c *storage.Challenge, fromStatus string) error {
+	return conditionalOn(ctx, q, "challenge", c.ID, `SELECT 1 FROM challenges WHERE id = $1`,
 		`UPDATE challenges SET status = $1, validated = $2, error = $3, attempts = $4, next_attempt = $5, lease_until = $6,
 		updated_at = $7 WHERE id = $8 AND status = $9`,
 		c.Status, optTS(c.Validated), bytea(c.Error), c.Attempts, ts(c.NextAttempt), ts(c.LeaseUntil),

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/anvil-pki/anvil/storage/internal/records"
 )
 
@@ -18,7 +21,18 @@ type scanner = records.Scanner
 // racers exactly one sees the expected state. The follow-up check runs only
 // after a lost race, off the hot path.
 func (s *Store) conditional(ctx context.Context, what, key, exists, query string, args ...any) error {
-	tag, err := s.pool.Exec(ctx, query, args...)
+	return conditionalOn(ctx, s.pool, what, key, exists, query, args...)
+}
+
+// querier is the pool or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// conditionalOn is conditional on q, the pool or a transaction.
+func conditionalOn(ctx context.Context, q querier, what, key, exists, query string, args ...any) error {
+	tag, err := q.Exec(ctx, query, args...)
 	if err != nil {
 		return mapErr(err, fmt.Sprintf("update %s %q", what, key))
 	}
@@ -26,7 +40,7 @@ func (s *Store) conditional(ctx context.Context, what, key, exists, query string
 		return nil
 	}
 	var one int
-	if err := s.pool.QueryRow(ctx, exists, key).Scan(&one); err != nil {
+	if err := q.QueryRow(ctx, exists, key).Scan(&one); err != nil {
 		return notFound(err, what, key)
 	}
 	return records.Conflict("%s %q is not in the expected state", what, key)

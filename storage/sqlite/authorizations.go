@@ -131,7 +131,13 @@ func (s *Store) FindValidAuthorization(ctx context.Context, accountID string, id
 // UpdateAuthorization writes Status, Expires and UpdatedAt if the status is
 // still fromStatus.
 func (s *Store) UpdateAuthorization(ctx context.Context, a *storage.Authorization, fromStatus string) error {
-	return s.conditional(ctx, "authorization", a.ID, `SELECT 1 FROM authorizations WHERE id = ?`,
+	return s.c.do(ctx, true, func(ctx context.Context, tx *sql.Tx) error {
+		return updateAuthorization(ctx, tx, a, fromStatus)
+	})
+}
+
+func updateAuthorization(ctx context.Context, tx *sql.Tx, a *storage.Authorization, fromStatus string) error {
+	return conditionalTx(ctx, tx, "authorization", a.ID, `SELECT 1 FROM authorizations WHERE id = ?`,
 		`UPDATE authorizations SET status = ?, expires = ?, updated_at = ? WHERE id = ? AND status = ?`,
 		a.Status, micros(a.Expires), micros(records.Stamp(a.UpdatedAt)), a.ID, fromStatus)
 }

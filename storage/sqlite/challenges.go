@@ -37,11 +37,28 @@ func (s *Store) GetChallenge(ctx context.Context, id string) (*storage.Challenge
 // UpdateChallenge writes the mutable fields of c if its status is still
 // fromStatus.
 func (s *Store) UpdateChallenge(ctx context.Context, c *storage.Challenge, fromStatus string) error {
-	return s.conditional(ctx, "challenge", c.ID, `SELECT 1 FROM challenges WHERE id = ?`,
+	return s.c.do(ctx, true, func(ctx context.Context, tx *sql.Tx) error {
+		return updateChallenge(ctx, tx, c, fromStatus)
+	})
+}
+
+func updateChallenge(ctx context.Context, tx *sql.Tx, c *storage.Challenge, fromStatus string) error {
+	return conditionalTx(ctx, tx, "challenge", c.ID, `SELECT 1 FROM challenges WHERE id = ?`,
 		`UPDATE challenges SET status = ?, validated = ?, error = ?, attempts = ?, next_attempt = ?, lease_until = ?, updated_at = ?
 		WHERE id = ? AND status = ?`,
 		c.Status, optMicros(c.Validated), blob(c.Error), c.Attempts, micros(c.NextAttempt), micros(c.LeaseUntil),
 		micros(records.Stamp(c.UpdatedAt)), c.ID, fromStatus)
+}
+
+// RecordValidation writes the challenge and the authorization in one
+// operation of the group commit, inside its own savepoint.
+func (s *Store) RecordValidation(ctx context.Context, c *storage.Challenge, fromChallenge string, a *storage.Authorization, fromAuthz string) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := updateChallenge(ctx, tx, c, fromChallenge); err != nil {
+			return err
+		}
+		return updateAuthorization(ctx, tx, a, fromAuthz)
+	})
 }
 
 // ClaimChallenges leases due validations in one statement: on the single

@@ -27,21 +27,26 @@ func notFound(err error, what, key string) error {
 // transaction as the update.
 func (s *Store) conditional(ctx context.Context, what, key, exists, query string, args ...any) error {
 	return s.c.do(ctx, true, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return mapErr(err, fmt.Sprintf("update %s %q", what, key))
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("update %s %q: %w", what, key, err)
-		}
-		if n > 0 {
-			return nil
-		}
-		var one int
-		if err := tx.QueryRowContext(ctx, exists, key).Scan(&one); err != nil {
-			return notFound(err, what, key)
-		}
-		return records.Conflict("%s %q is not in the expected state", what, key)
+		return conditionalTx(ctx, tx, what, key, exists, query, args...)
 	})
+}
+
+// conditionalTx is conditional within a transaction.
+func conditionalTx(ctx context.Context, tx *sql.Tx, what, key, exists, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return mapErr(err, fmt.Sprintf("update %s %q", what, key))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("update %s %q: %w", what, key, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	var one int
+	if err := tx.QueryRowContext(ctx, exists, key).Scan(&one); err != nil {
+		return notFound(err, what, key)
+	}
+	return records.Conflict("%s %q is not in the expected state", what, key)
 }

@@ -42,6 +42,7 @@ var suite = []check{
 	{"FindValidAuthorization", testFindValidAuthorization},
 	{"CountFailedAuthorizations", testCountFailedAuthorizations},
 	{"Challenges", testChallenges},
+	{"RecordValidation", testRecordValidation},
 	{"ClaimChallenges", testClaimChallenges},
 	{"Ledger", testLedger},
 	{"CertificatesForOrder", testCertificatesForOrder},
