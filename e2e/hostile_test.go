@@ -140,6 +140,19 @@ func TestHostileRequests(t *testing.T) {
 		st, resp, hdr := a.send(newOrder, body)
 		expectProblem(t, st, resp, hdr, http.StatusBadRequest, "malformed")
 	})
+	t.Run("dot inside a member", func(t *testing.T) {
+		// Members are joined into the compact form for go-jose: a "." inside
+		// one must not shift what counts as payload and signature.
+		var jws map[string]string
+		json.Unmarshal(a.jws(a.header(newOrder), orderPayload), &jws)
+		for _, member := range []string{"payload", "signature"} {
+			bad := map[string]string{"protected": jws["protected"], "payload": jws["payload"], "signature": jws["signature"]}
+			bad[member] += ".e30"
+			body, _ := json.Marshal(bad)
+			st, resp, hdr := a.send(newOrder, body)
+			expectProblem(t, st, resp, hdr, http.StatusBadRequest, "malformed")
+		}
+	})
 	t.Run("oversized body", func(t *testing.T) {
 		big := make([]byte, 100<<10)
 		rand.Read(big)
