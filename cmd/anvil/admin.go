@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -95,12 +96,10 @@ func eabCreate(args []string, out io.Writer) error {
 		return err
 	}
 	defer store.Close()
-	id := make([]byte, 12)
 	key := make([]byte, keyLen)
-	rand.Read(id)
 	rand.Read(key)
 	k := &storage.EABKey{
-		ID:              base64.RawURLEncoding.EncodeToString(id),
+		ID:              newEABKeyID(),
 		Key:             key,
 		Algorithm:       *alg,
 		Comment:         *comment,
@@ -155,6 +154,15 @@ func eabList(args []string, out io.Writer) error {
 	return w.Flush()
 }
 
+// newEABKeyID returns 96 random bits in hex. Not base64url: one ID in 64
+// would start with '-', which certbot's --eab-kid, lego's --kid and this
+// command's own arguments would each take for a flag.
+func newEABKeyID() string {
+	id := make([]byte, 12)
+	rand.Read(id)
+	return hex.EncodeToString(id)
+}
+
 func eabRevoke(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("admin eab revoke", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "serve YAML file")
@@ -162,7 +170,7 @@ func eabRevoke(args []string, out io.Writer) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: anvil admin eab revoke --config serve.yaml KEY-ID")
+		return errors.New("usage: anvil admin eab revoke --config serve.yaml [--] KEY-ID (-- before an ID that starts with '-')")
 	}
 	store, err := openAdminStore(*cfgPath)
 	if err != nil {
