@@ -462,3 +462,44 @@ func TestValidationRecordedWhenAuthorizationDeactivatedMeanwhile(t *testing.T) {
 		t.Error("order ready with a deactivated authorization")
 	}
 }
+
+// The certificate downloaded right after finalize (from this node's memory)
+// is the one in the ledger, with the chain of its issuer; an unknown serial
+// is not found.
+func TestCertificateDownloadMatchesLedger(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	o := e.readyOrder(t, "dl.example.com")
+	o, err := e.ca.Finalize(ctx, e.acct, e.key, o.ID, csrFor(t, "dl.example.com"))
+	if err != nil || o.Status != acme.StatusValid {
+		t.Fatalf("finalize: %v %v", o, err)
+	}
+	der, chains, err := e.ca.Certificate(ctx, o.CertSerial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := e.store.GetCertificate(ctx, o.CertSerial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(der, rec.DER) {
+		t.Fatal("downloaded certificate differs from the ledger's")
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		t.Fatal("no chain served with the certificate")
+	}
+	issuer, err := x509.ParseCertificate(chains[0][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.CheckSignatureFrom(issuer); err != nil {
+		t.Fatalf("certificate not signed by the first certificate of its chain: %v", err)
+	}
+	if _, _, err := e.ca.Certificate(ctx, "00"+o.CertSerial); problemType(err) != "malformed" {
+		t.Fatalf("unknown serial: %v", errString(err))
+	}
+}

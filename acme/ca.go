@@ -174,6 +174,7 @@ type CA struct {
 	validations chan struct{} // semaphore of validations in flight
 	wg          sync.WaitGroup
 	keys        keyCache
+	recent      recentCertificates
 }
 
 // New assembles the protocol core.

@@ -176,6 +176,7 @@ func (ca *CA) issue(ctx context.Context, o *storage.Order) (*storage.Order, erro
 		// order adopts it rather than issuing again.
 		return nil, ServerInternal(err, "certificate issued but the order could not be updated; it will be completed")
 	}
+	ca.recent.put(done.CertSerial, issued.DER, issued.Issuer)
 	ca.log.Info("order finalized", "audit", "issuance", "account", o.AccountID, "order", o.ID, "serial", done.CertSerial)
 	return &done, nil
 }
@@ -294,18 +295,22 @@ func certifiesCSR(certDER, csrDER []byte) bool {
 // Certificate returns an issued certificate and the chains that may be served
 // after it, the default first.
 func (ca *CA) Certificate(ctx context.Context, serial string) ([]byte, [][][]byte, error) {
-	c, err := ca.store.GetCertificate(ctx, serial)
-	if err != nil {
-		return nil, nil, storeErr(err, "certificate")
-	}
-	if c.DER == nil {
-		return nil, nil, NotFound("no such certificate")
-	}
-	chains, ok := ca.issuer.Chains(c.Issuer)
+	rc, ok := ca.recent.get(serial)
 	if !ok {
-		return nil, nil, ServerInternal(fmt.Errorf("no issuer %q", c.Issuer), "issuer of certificate unknown")
+		c, err := ca.store.GetCertificate(ctx, serial)
+		if err != nil {
+			return nil, nil, storeErr(err, "certificate")
+		}
+		if c.DER == nil {
+			return nil, nil, NotFound("no such certificate")
+		}
+		rc = recentCertificate{der: c.DER, issuer: c.Issuer}
 	}
-	return c.DER, chains, nil
+	chains, ok := ca.issuer.Chains(rc.issuer)
+	if !ok {
+		return nil, nil, ServerInternal(fmt.Errorf("no issuer %q", rc.issuer), "issuer of certificate unknown")
+	}
+	return rc.der, chains, nil
 }
 
 // Ledger adapts a Store to issuance.Ledger. The requester of an issuance is the
