@@ -35,6 +35,7 @@ unit:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./hsm/ ./issuance/
+	$(GO) test -run '^$$' -bench IssuanceFlow -benchtime 3000x ./storage/sqlite/
 
 # A load generator of lego clients against a real anvil serve (SoftHSM2, SQLite):
 # complete ACME flows at concurrency 1, 4 and 16. FLOWS per level; add

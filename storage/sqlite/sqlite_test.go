@@ -127,3 +127,13 @@ func TestOpenRefusesNonPaths(t *testing.T) {
 }
 
 var storagetestTime = time.Date(2031, time.March, 14, 0, 0, 0, 0, time.UTC)
+
+// BenchmarkIssuanceFlow: the storage work of one certificate, 16 at a time.
+func BenchmarkIssuanceFlow(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "anvil.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storagetest.BenchmarkIssuanceFlow(b, s)
+}
