@@ -2,10 +2,7 @@ package api
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"sync"
 	"time"
@@ -28,7 +25,7 @@ import (
 // It must not serve several front ends: each would accept the others'
 // nonces never, and its own once.
 type LocalNonces struct {
-	key      []byte
+	key      nonceKey
 	lifetime time.Duration
 	now      func() time.Time
 
@@ -42,7 +39,8 @@ type LocalNonces struct {
 // certificates a second), in 512 KiB.
 const localNonceWindow = 1 << 22
 
-const localNonceLen = 8 + 8 + nonceMAC
+// A local nonce's body: its sequence number, then its expiry.
+const localNonceBodyLen = 8 + 8
 
 // NewLocalNonces returns a nonce service for a single process; lifetime bounds
 // how long an unused nonce stays good.
@@ -65,31 +63,17 @@ func (n *LocalNonces) New() string {
 	n.used[seq/64%(localNonceWindow/64)] &^= 1 << (seq % 64)
 	n.mu.Unlock()
 
-	var b [localNonceLen]byte
+	var b [localNonceBodyLen]byte
 	binary.BigEndian.PutUint64(b[:8], seq)
-	binary.BigEndian.PutUint64(b[8:16], uint64(n.now().Add(n.lifetime).Unix()))
-	copy(b[16:], n.mac(b[:16]))
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-func (n *LocalNonces) mac(msg []byte) []byte {
-	m := hmac.New(sha256.New, n.key)
-	m.Write(msg)
-	return m.Sum(nil)[:nonceMAC]
+	binary.BigEndian.PutUint64(b[8:], uint64(n.now().Add(n.lifetime).Unix()))
+	return n.key.seal(b[:])
 }
 
 // Redeem accepts a nonce once, or returns a badNonce problem.
 func (n *LocalNonces) Redeem(_ context.Context, nonce string) error {
-	if nonce == "" {
-		return acme.BadNonce("the JWS has no nonce")
-	}
-	// Strict, as in Nonces.Redeem: one nonce, one spelling.
-	b, err := base64.RawURLEncoding.Strict().DecodeString(nonce)
-	if err != nil || len(b) != localNonceLen || !hmac.Equal(b[16:], n.mac(b[:16])) {
-		return acme.BadNonce("nonce %q is not one this server issued", truncate(nonce, 64))
-	}
-	if n.now().After(time.Unix(int64(binary.BigEndian.Uint64(b[8:16])), 0)) {
-		return acme.BadNonce("nonce expired")
+	b, _, err := n.key.open(nonce, localNonceBodyLen, 8, n.now())
+	if err != nil {
+		return err
 	}
 	seq := binary.BigEndian.Uint64(b[:8])
 	word, bit := seq/64%(localNonceWindow/64), uint64(1)<<(seq%64)

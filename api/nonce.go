@@ -36,16 +36,16 @@ type NonceStore interface {
 // sees it first; used nonces are forgotten by the store after they expire,
 // when the expiry check refuses them anyway.
 type Nonces struct {
-	key      []byte
+	key      nonceKey
 	lifetime time.Duration
 	store    NonceStore
 	now      func() time.Time
 }
 
+// A shared nonce's body: its expiry, then random bits.
 const (
-	nonceRandom = 12
-	nonceMAC    = 12
-	nonceLen    = 8 + nonceRandom + nonceMAC
+	nonceRandom  = 12
+	nonceBodyLen = 8 + nonceRandom
 )
 
 // NewNonces returns a nonce service. key must be at least 32 bytes and the same
@@ -62,37 +62,17 @@ func NewNonces(key []byte, lifetime time.Duration, store NonceStore) (*Nonces, e
 
 // New returns a fresh nonce.
 func (n *Nonces) New() string {
-	var b [nonceLen]byte
+	var b [nonceBodyLen]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(n.now().Add(n.lifetime).Unix()))
-	rand.Read(b[8 : 8+nonceRandom])
-	copy(b[8+nonceRandom:], n.mac(b[:8+nonceRandom]))
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-func (n *Nonces) mac(msg []byte) []byte {
-	m := hmac.New(sha256.New, n.key)
-	m.Write(msg)
-	return m.Sum(nil)[:nonceMAC]
+	rand.Read(b[8:])
+	return n.key.seal(b[:])
 }
 
 // Redeem accepts a nonce once, or returns a badNonce problem.
 func (n *Nonces) Redeem(ctx context.Context, nonce string) error {
-	if nonce == "" {
-		return acme.BadNonce("the JWS has no nonce")
-	}
-	// Strict: the last of a nonce's 43 characters carries 2 spare bits, and a
-	// lenient decoder would take four spellings of one nonce, each a new row
-	// under the store's unique constraint.
-	b, err := base64.RawURLEncoding.Strict().DecodeString(nonce)
-	if err != nil || len(b) != nonceLen {
-		return acme.BadNonce("nonce %q is not one this server issued", truncate(nonce, 64))
-	}
-	if !hmac.Equal(b[8+nonceRandom:], n.mac(b[:8+nonceRandom])) {
-		return acme.BadNonce("nonce %q is not one this server issued", truncate(nonce, 64))
-	}
-	expires := time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0)
-	if n.now().After(expires) {
-		return acme.BadNonce("nonce expired")
+	_, expires, err := n.key.open(nonce, nonceBodyLen, 0, n.now())
+	if err != nil {
+		return err
 	}
 	if err := n.store.RedeemNonce(ctx, nonce, expires); err != nil {
 		if isConflict(err) {
@@ -101,6 +81,44 @@ func (n *Nonces) Redeem(ctx context.Context, nonce string) error {
 		return acme.ServerInternal(err, "storage error redeeming the nonce")
 	}
 	return nil
+}
+
+// nonceKey MACs the bodies of nonces. A nonce is its body and the MAC's first
+// nonceMAC bytes, base64url.
+type nonceKey []byte
+
+const nonceMAC = 12
+
+func (k nonceKey) mac(body []byte) []byte {
+	m := hmac.New(sha256.New, k)
+	m.Write(body)
+	return m.Sum(nil)[:nonceMAC]
+}
+
+// seal returns the nonce of body.
+func (k nonceKey) seal(body []byte) string {
+	return base64.RawURLEncoding.EncodeToString(append(body, k.mac(body)...))
+}
+
+// open returns the body of a nonce sealed under k with a body of bodyLen
+// bytes, and the expiry it carries as big-endian Unix seconds at
+// body[expiresAt:]; a nonce that is empty, not sealed under k, or expired at
+// now is a badNonce problem. The decoding is strict: the last character of a
+// nonce carries spare bits, and a lenient decoder would take several
+// spellings of one nonce, each redeemable once.
+func (k nonceKey) open(nonce string, bodyLen, expiresAt int, now time.Time) ([]byte, time.Time, error) {
+	if nonce == "" {
+		return nil, time.Time{}, acme.BadNonce("the JWS has no nonce")
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(nonce)
+	if err != nil || len(b) != bodyLen+nonceMAC || !hmac.Equal(b[bodyLen:], k.mac(b[:bodyLen])) {
+		return nil, time.Time{}, acme.BadNonce("nonce %q is not one this server issued", truncate(nonce, 64))
+	}
+	expires := time.Unix(int64(binary.BigEndian.Uint64(b[expiresAt:expiresAt+8])), 0)
+	if now.After(expires) {
+		return nil, time.Time{}, acme.BadNonce("nonce expired")
+	}
+	return b[:bodyLen], expires, nil
 }
 
 func truncate(s string, n int) string {
