@@ -122,25 +122,37 @@ func (c *committer) run() {
 // commit runs one group and delivers every outcome.
 func (c *committer) commit(group []*writeOp) {
 	errs := make([]error, len(group))
-	// settled marks outcomes a failure of the group cannot change: the
-	// operation's own failure, or its caller having gone before it ran.
-	settled := make([]bool, len(group))
-	defer func() {
-		for i, op := range group {
-			op.done <- errs[i]
-		}
-	}()
+	// gone marks operations not run because their caller had gone. Every
+	// other outcome is replaced when the group fails: even an operation's
+	// own failure, which may have come from an earlier operation's write
+	// (a conflict with a revocation that is then rolled back).
+	gone := make([]bool, len(group))
 	failGroup := func(err error) {
 		for i := range errs {
-			if !settled[i] {
+			if !gone[i] {
 				errs[i] = err
 			}
 		}
 	}
+	defer func() {
+		// A panic here (outside the operations, which callOp guards) is a
+		// bug: no operation may then pass for done. The process goes down
+		// with it, as it would without this.
+		r := recover()
+		if r != nil {
+			failGroup(groupPanic{r})
+		}
+		for i, op := range group {
+			op.done <- errs[i]
+		}
+		if r != nil {
+			panic(r)
+		}
+	}()
 	live := 0
 	for i, op := range group {
 		if errs[i] = op.ctx.Err(); errs[i] != nil {
-			settled[i] = true
+			gone[i] = true
 		} else {
 			live++
 		}
@@ -155,7 +167,7 @@ func (c *committer) commit(group []*writeOp) {
 		return
 	}
 	for i, op := range group {
-		if settled[i] {
+		if gone[i] {
 			continue
 		}
 		opErr, groupErr := runOp(ctx, tx, op)
@@ -164,7 +176,7 @@ func (c *committer) commit(group []*writeOp) {
 			failGroup(groupErr)
 			return
 		}
-		errs[i], settled[i] = opErr, opErr != nil
+		errs[i] = opErr
 	}
 	if err := tx.Commit(); err != nil {
 		failGroup(fmt.Errorf("commit: %w", err))
@@ -216,14 +228,21 @@ type groupPanic struct{ v any }
 func (p groupPanic) Error() string { return fmt.Sprintf("write operation panicked: %v", p.v) }
 
 // breaksTransaction says whether an operation's error may have ended the
-// transaction or left it in an unknown state. A constraint violation undoes
-// only its statement, and errors made in Go (a conflict found by counting
-// rows, a bad argument) change nothing; any other SQLite error (disk full, I/O,
-// busy, interrupted) may have rolled the transaction back.
+// transaction or left it in an unknown state: the errors after which SQLite
+// may roll a transaction back by itself (disk full, I/O, busy or locked, out
+// of memory, interrupted, aborted) and those that say the file itself is in
+// trouble. Other SQLite errors (a constraint, a value too big, a bad
+// statement) undo only their statement, and errors made in Go (a conflict
+// found by counting rows, a bad argument) change nothing.
 func breaksTransaction(err error) bool {
 	var se sqlite3.Error
-	if errors.As(err, &se) && se.Code != sqlite3.ErrConstraint {
-		return true
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrFull, sqlite3.ErrIoErr, sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrNomem,
+			sqlite3.ErrInterrupt, sqlite3.ErrAbort, sqlite3.ErrCorrupt, sqlite3.ErrNotADB, sqlite3.ErrCantOpen,
+			sqlite3.ErrReadonly, sqlite3.ErrProtocol:
+			return true
+		}
 	}
 	var p groupPanic
 	return errors.As(err, &p) || errors.Is(err, sql.ErrTxDone) || errors.Is(err, driver.ErrBadConn)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -114,6 +115,33 @@ func TestGroupFailureFailsEveryOperation(t *testing.T) {
 	}
 }
 
+// An operation that failed only because of an earlier operation's write in
+// the same group must not keep that failure when the group fails and the
+// write is rolled back: it was never a conflict.
+func TestGroupFailureReplacesConflictsWithinTheGroup(t *testing.T) {
+	s := openTemp(t)
+	defer s.Close()
+	ctx := context.Background()
+	ops := []*writeOp{
+		{ctx: ctx, f: nonceOp("x"), oneStatement: true},
+		{ctx: ctx, f: nonceOp("x"), oneStatement: true}, // conflicts with the first
+		{ctx: ctx, f: func(context.Context, *sql.Tx) error { panic("boom") }},
+	}
+	for _, op := range ops {
+		op.done = make(chan error, 1)
+	}
+	s.c.commit(ops)
+	for i, op := range ops {
+		err := <-op.done
+		if err == nil || errors.Is(err, storage.ErrConflict) {
+			t.Errorf("operation %d: %v; want the group's failure", i, err)
+		}
+	}
+	if n := countNonces(t, s, "x"); n != 0 {
+		t.Errorf("%d rows of a failed group are stored", n)
+	}
+}
+
 // Many concurrent writers, some of them redeeming the same nonce: every
 // nonce is accepted exactly once, whatever groups the writes fell into.
 func TestGroupCommitUnderConcurrency(t *testing.T) {
@@ -157,5 +185,42 @@ func TestGroupClose(t *testing.T) {
 	s.Close()
 	if err := s.RedeemNonce(context.Background(), "after", time.Now().Add(time.Hour)); !errors.Is(err, errClosed) {
 		t.Fatalf("write after Close: %v, want errClosed", err)
+	}
+}
+
+// Close while writers are queued: each write either commits (and is there
+// after reopening) or fails with errClosed (and is not); none hangs.
+func TestGroupCloseUnderLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "anvil.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const writers = 200
+	outcome := make([]error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outcome[i] = s.RedeemNonce(ctx, fmt.Sprint("w", i), time.Now().Add(time.Hour))
+		}()
+	}
+	time.Sleep(time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i, err := range outcome {
+		stored := countNonces(t, s, fmt.Sprint("w", i)) == 1
+		if !(err == nil && stored) && !(errors.Is(err, errClosed) && !stored) {
+			t.Errorf("writer %d: outcome %v, stored %v", i, err, stored)
+		}
 	}
 }

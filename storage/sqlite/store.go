@@ -133,7 +133,9 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 // group commit, scanning the rows it returns with scan.
 func queryWrite[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
 	var out []T
-	err := s.c.do(ctx, true, func(ctx context.Context, tx *sql.Tx) error {
+	// Not oneStatement: the UPDATE's changes are in before the rows are
+	// read, and a row that fails to scan must take them back.
+	err := s.c.do(ctx, false, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
