@@ -103,15 +103,17 @@ func (k nonceKey) seal(body []byte) string {
 // open returns the body of a nonce sealed under k with a body of bodyLen
 // bytes, and the expiry it carries as big-endian Unix seconds at
 // body[expiresAt:]; a nonce that is empty, not sealed under k, or expired at
-// now is a badNonce problem. The decoding is strict: the last character of a
-// nonce carries spare bits, and a lenient decoder would take several
-// spellings of one nonce, each redeemable once.
+// now is a badNonce problem. One nonce has one spelling, since a shared nonce
+// is redeemed by its text: the decoding is strict (the last character
+// carries spare bits a lenient decoder ignores), and anything but the
+// base64url alphabet is refused first (Go's decoder skips CR and LF even
+// when strict).
 func (k nonceKey) open(nonce string, bodyLen, expiresAt int, now time.Time) ([]byte, time.Time, error) {
 	if nonce == "" {
 		return nil, time.Time{}, acme.BadNonce("the JWS has no nonce")
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(nonce)
-	if err != nil || len(b) != bodyLen+nonceMAC || !hmac.Equal(b[bodyLen:], k.mac(b[:bodyLen])) {
+	if err != nil || !isBase64URL(nonce) || len(b) != bodyLen+nonceMAC || !hmac.Equal(b[bodyLen:], k.mac(b[:bodyLen])) {
 		return nil, time.Time{}, acme.BadNonce("nonce %q is not one this server issued", truncate(nonce, 64))
 	}
 	expires := time.Unix(int64(binary.BigEndian.Uint64(b[expiresAt:expiresAt+8])), 0)
@@ -119,6 +121,18 @@ func (k nonceKey) open(nonce string, bodyLen, expiresAt int, now time.Time) ([]b
 		return nil, time.Time{}, acme.BadNonce("nonce expired")
 	}
 	return b[:bodyLen], expires, nil
+}
+
+// isBase64URL says whether s holds only characters of the base64url
+// alphabet.
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func truncate(s string, n int) string {
