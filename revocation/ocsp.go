@@ -191,17 +191,28 @@ func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedRes
 		return der, nil, false, nil
 	}
 	key := fmt.Sprintf("%x/%d", req.SerialNumber, req.HashAlgorithm)
-	if c, ok := st.responses.Load(key); ok {
-		cr := c.(*cachedResponse)
-		if cr.status == entry.Status && cr.revokedAt.Equal(entry.RevokedAt) && p.cfg.Now().Before(cr.refreshAt) {
-			return cr.der, cr, true, nil
+	cachedFor := func() *cachedResponse {
+		if c, ok := st.responses.Load(key); ok {
+			cr := c.(*cachedResponse)
+			if cr.status == entry.Status && cr.revokedAt.Equal(entry.RevokedAt) && p.cfg.Now().Before(cr.refreshAt) {
+				return cr
+			}
 		}
+		return nil
+	}
+	if cr := cachedFor(); cr != nil {
+		return cr.der, cr, true, nil
 	}
 	// One signature per certificate and status however many ask at once. The
 	// status is in the flight's key: a request that has read "revoked" must
 	// not be handed the "good" response of a flight started just before.
 	flightKey := fmt.Sprintf("%s/%s/%d/%d", st.iss.Name(), key, entry.Status, entry.RevokedAt.UnixNano())
 	v, err, _ := flight.Do(flightKey, func() (any, error) {
+		// A flight for this response may have ended between the look above
+		// and this one starting: its response is in the cache now.
+		if cr := cachedFor(); cr != nil {
+			return cr, nil
+		}
 		der, err := st.ocsp.Sign(ctx, entry)
 		if err != nil {
 			return nil, err
