@@ -149,13 +149,22 @@ func (c *core) close() {
 	c.closers = nil
 }
 
+// resolvedDSN is the DSN itself or the one in the environment variable named.
+func (c databaseConfig) resolvedDSN() (string, error) {
+	if c.DSNEnv == "" {
+		return c.DSN, nil
+	}
+	dsn := os.Getenv(c.DSNEnv)
+	if dsn == "" {
+		return "", fmt.Errorf("database.dsn_env: %s is not set", c.DSNEnv)
+	}
+	return dsn, nil
+}
+
 func openStore(ctx context.Context, c databaseConfig) (storage.Store, error) {
-	dsn := c.DSN
-	if c.DSNEnv != "" {
-		dsn = os.Getenv(c.DSNEnv)
-		if dsn == "" {
-			return nil, fmt.Errorf("database.dsn_env: %s is not set", c.DSNEnv)
-		}
+	dsn, err := c.resolvedDSN()
+	if err != nil {
+		return nil, err
 	}
 	switch c.Driver {
 	case "sqlite":

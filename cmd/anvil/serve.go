@@ -71,9 +71,25 @@ type server struct {
 // in the configuration, the HSM or the signer stops it here, before a port is
 // opened.
 func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ *server, err error) {
+	var unlock func()
+	if cfg.Database.Driver == "sqlite" {
+		path, err := cfg.Database.resolvedDSN()
+		if err != nil {
+			return nil, err
+		}
+		if unlock, err = lockSQLiteServe(path); err != nil {
+			return nil, err
+		}
+	}
 	c, err := openCore(ctx, &cfg.caConfig, logger, cfg.Signer == nil)
 	if err != nil {
+		if unlock != nil {
+			unlock()
+		}
 		return nil, err
+	}
+	if unlock != nil {
+		c.closers = append(c.closers, unlock)
 	}
 	s := &server{core: c, cfg: cfg}
 	defer func() {
