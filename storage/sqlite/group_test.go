@@ -21,6 +21,19 @@ func nonceOp(nonce string) func(context.Context, *sql.Tx) error {
 	}
 }
 
+// commitGroup runs ops as one group and returns their outcomes.
+func commitGroup(s *Store, ops []*writeOp) []error {
+	for _, op := range ops {
+		op.done = make(chan error, 1)
+	}
+	s.c.commit(ops)
+	outcome := make([]error, len(ops))
+	for i, op := range ops {
+		outcome[i] = <-op.done
+	}
+	return outcome
+}
+
 func countNonces(t *testing.T, s *Store, nonces ...string) (n int) {
 	t.Helper()
 	for _, nonce := range nonces {
@@ -60,14 +73,7 @@ func TestGroupOutcomesAreEachOperationsOwn(t *testing.T) {
 		{ctx: gone, f: nonceOp("never"), oneStatement: true},
 		{ctx: ctx, f: nonceOp("b")},
 	}
-	for _, op := range ops {
-		op.done = make(chan error, 1)
-	}
-	s.c.commit(ops)
-	outcome := make([]error, len(ops))
-	for i, op := range ops {
-		outcome[i] = <-op.done
-	}
+	outcome := commitGroup(s, ops)
 	if outcome[0] != nil || outcome[4] != nil {
 		t.Errorf("successful operations: %v, %v", outcome[0], outcome[4])
 	}
@@ -97,12 +103,8 @@ func TestGroupFailureFailsEveryOperation(t *testing.T) {
 		{ctx: ctx, f: func(context.Context, *sql.Tx) error { panic("boom") }},
 		{ctx: ctx, f: nonceOp("y"), oneStatement: true},
 	}
-	for _, op := range ops {
-		op.done = make(chan error, 1)
-	}
-	s.c.commit(ops)
-	for i, op := range ops {
-		if err := <-op.done; err == nil {
+	for i, err := range commitGroup(s, ops) {
+		if err == nil {
 			t.Errorf("operation %d succeeded in a failed group", i)
 		}
 	}
@@ -127,12 +129,7 @@ func TestGroupFailureReplacesConflictsWithinTheGroup(t *testing.T) {
 		{ctx: ctx, f: nonceOp("x"), oneStatement: true}, // conflicts with the first
 		{ctx: ctx, f: func(context.Context, *sql.Tx) error { panic("boom") }},
 	}
-	for _, op := range ops {
-		op.done = make(chan error, 1)
-	}
-	s.c.commit(ops)
-	for i, op := range ops {
-		err := <-op.done
+	for i, err := range commitGroup(s, ops) {
 		if err == nil || errors.Is(err, storage.ErrConflict) {
 			t.Errorf("operation %d: %v; want the group's failure", i, err)
 		}
