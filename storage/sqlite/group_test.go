@@ -92,20 +92,23 @@ func TestGroupOutcomesAreEachOperationsOwn(t *testing.T) {
 }
 
 // A failure of the group itself (here a panicking operation, after which the
-// transaction's state is unknown) fails every operation of the group that had
-// not failed on its own, and stores nothing.
+// transaction's state is unknown) fails every operation of the group and
+// stores nothing. That includes an operation that failed only because of an
+// earlier operation's write in the group: once that write is rolled back, its
+// conflict never happened.
 func TestGroupFailureFailsEveryOperation(t *testing.T) {
 	s := openTemp(t)
 	defer s.Close()
 	ctx := context.Background()
 	ops := []*writeOp{
 		{ctx: ctx, f: nonceOp("x"), oneStatement: true},
+		{ctx: ctx, f: nonceOp("x"), oneStatement: true}, // conflicts with the first
 		{ctx: ctx, f: func(context.Context, *sql.Tx) error { panic("boom") }},
 		{ctx: ctx, f: nonceOp("y"), oneStatement: true},
 	}
 	for i, err := range commitGroup(s, ops) {
-		if err == nil {
-			t.Errorf("operation %d succeeded in a failed group", i)
+		if err == nil || errors.Is(err, storage.ErrConflict) {
+			t.Errorf("operation %d: %v; want the group's failure", i, err)
 		}
 	}
 	if n := countNonces(t, s, "x", "y"); n != 0 {
@@ -114,28 +117,6 @@ func TestGroupFailureFailsEveryOperation(t *testing.T) {
 	// The writer goes on working.
 	if err := s.RedeemNonce(ctx, "z", time.Now().Add(time.Hour)); err != nil {
 		t.Fatalf("write after a failed group: %v", err)
-	}
-}
-
-// An operation that failed only because of an earlier operation's write in
-// the same group must not keep that failure when the group fails and the
-// write is rolled back: it was never a conflict.
-func TestGroupFailureReplacesConflictsWithinTheGroup(t *testing.T) {
-	s := openTemp(t)
-	defer s.Close()
-	ctx := context.Background()
-	ops := []*writeOp{
-		{ctx: ctx, f: nonceOp("x"), oneStatement: true},
-		{ctx: ctx, f: nonceOp("x"), oneStatement: true}, // conflicts with the first
-		{ctx: ctx, f: func(context.Context, *sql.Tx) error { panic("boom") }},
-	}
-	for i, err := range commitGroup(s, ops) {
-		if err == nil || errors.Is(err, storage.ErrConflict) {
-			t.Errorf("operation %d: %v; want the group's failure", i, err)
-		}
-	}
-	if n := countNonces(t, s, "x"); n != 0 {
-		t.Errorf("%d rows of a failed group are stored", n)
 	}
 }
 
