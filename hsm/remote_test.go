@@ -71,17 +71,33 @@ func (r *remoteHSM) signal(sig syscall.Signal) {
 	}
 }
 
-// openRemote opens the token through p11-kit's client module. The server's
-// socket can exist a moment before the server lists the token behind it
-// (seen once in CI: "no such token in any slot" 30 ms after start), so a
+// remoteToken serves a fresh SoftHSM2 token through `p11-kit server` and
+// opens it through p11-kit's client module, as a network HSM would be. The
+// server's socket can exist a moment before the server lists the token behind
+// it (seen once in CI: "no such token in any slot" 30 ms after start), so a
 // missing token is asked for again for a few seconds.
-func openRemote(t *testing.T, cfg hsm.Config) *hsm.Token {
+func remoteToken(t *testing.T, signTimeout, opTimeout time.Duration) (*remoteHSM, *hsm.Token) {
 	t.Helper()
+	client := p11kitClient(t)
+	st := softhsmtest.New(t)
+	socket := filepath.Join(st.Dir.Path, "p11.sock")
+	remote := startRemote(t, st, socket)
+	t.Setenv("P11_KIT_SERVER_ADDRESS", "unix:path="+socket)
+	cfg := hsm.Config{
+		ModulePath:  client,
+		TokenLabel:  st.Label,
+		PIN:         hsm.PINSource{File: st.PINFile},
+		SignTimeout: signTimeout,
+		OpTimeout:   opTimeout,
+		MinBackoff:  20 * time.Millisecond,
+		MaxBackoff:  200 * time.Millisecond,
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		tok, err := hsm.Open(cfg)
 		if err == nil {
-			return tok
+			t.Cleanup(func() { tok.Close() })
+			return remote, tok
 		}
 		if !strings.Contains(err.Error(), "no such token") || time.Now().After(deadline) {
 			t.Fatalf("open through p11-kit: %v", err)
@@ -109,22 +125,7 @@ func waitForSign(t *testing.T, k *hsm.Key, within time.Duration) {
 // ErrUnavailable, later signs fail fast, and when the HSM answers again signing
 // resumes without a restart.
 func TestSignGivesUpOnAHungModuleAndResumes(t *testing.T) {
-	client := p11kitClient(t)
-	st := softhsmtest.New(t)
-	socket := filepath.Join(st.Dir.Path, "p11.sock")
-	remote := startRemote(t, st, socket)
-	t.Setenv("P11_KIT_SERVER_ADDRESS", "unix:path="+socket)
-
-	tok := openRemote(t, hsm.Config{
-		ModulePath:  client,
-		TokenLabel:  st.Label,
-		PIN:         hsm.PINSource{File: st.PINFile},
-		SignTimeout: 300 * time.Millisecond,
-		OpTimeout:   time.Second,
-		MinBackoff:  20 * time.Millisecond,
-		MaxBackoff:  200 * time.Millisecond,
-	})
-	t.Cleanup(func() { tok.Close() })
+	remote, tok := remoteToken(t, 300*time.Millisecond, time.Second)
 	k, err := tok.GenerateKey(hsm.KeySpec{Label: "net", Algorithm: hsm.ECDSAP256})
 	if err != nil {
 		t.Fatal(err)
@@ -168,22 +169,7 @@ func TestSignGivesUpOnAHungModuleAndResumes(t *testing.T) {
 // answers CKR_DEVICE_ERROR until it is finalised and initialised again, which
 // recovery does.
 func TestRecoversWhenRemoteModuleDiesAndRestarts(t *testing.T) {
-	client := p11kitClient(t)
-	st := softhsmtest.New(t)
-	socket := filepath.Join(st.Dir.Path, "p11.sock")
-	remote := startRemote(t, st, socket)
-	t.Setenv("P11_KIT_SERVER_ADDRESS", "unix:path="+socket)
-
-	tok := openRemote(t, hsm.Config{
-		ModulePath:  client,
-		TokenLabel:  st.Label,
-		PIN:         hsm.PINSource{File: st.PINFile},
-		SignTimeout: 2 * time.Second,
-		OpTimeout:   2 * time.Second,
-		MinBackoff:  20 * time.Millisecond,
-		MaxBackoff:  200 * time.Millisecond,
-	})
-	t.Cleanup(func() { tok.Close() })
+	remote, tok := remoteToken(t, 2*time.Second, 2*time.Second)
 	k, err := tok.GenerateKey(hsm.KeySpec{Label: "net", Algorithm: hsm.ECDSAP384})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +184,7 @@ func TestRecoversWhenRemoteModuleDiesAndRestarts(t *testing.T) {
 	}
 	t.Logf("dead module: %v", err)
 
-	startRemote(t, st, socket)
+	startRemote(t, remote.st, remote.socket)
 	waitForSign(t, k, 30*time.Second)
 	if tok.Stats().Recoveries < 1 {
 		t.Fatalf("no recovery counted: %+v", tok.Stats())
