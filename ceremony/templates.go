@@ -116,11 +116,7 @@ var oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
 
 // caTemplate builds the template for a root, intermediate or cross-certificate.
 func (pr Profile) caTemplate(serial *big.Int, subject pkix.Name, maxPathLen int) (*x509.Certificate, error) {
-	nb, err := parseTime(pr.NotBefore)
-	if err != nil {
-		return nil, err
-	}
-	na, err := parseTime(pr.NotAfter)
+	t, err := pr.baseTemplate(serial, subject)
 	if err != nil {
 		return nil, err
 	}
@@ -135,43 +131,15 @@ func (pr Profile) caTemplate(serial *big.Int, subject pkix.Name, maxPathLen int)
 	if err != nil {
 		return nil, err
 	}
-	pols, err := policies(pr.Policies)
-	if err != nil {
-		return nil, err
-	}
-	t := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               subject,
-		NotBefore:             nb,
-		NotAfter:              na,
-		KeyUsage:              ku,
-		ExtKeyUsage:           ekus,
-		Policies:              pols,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            maxPathLen,
-		MaxPathLenZero:        maxPathLen == 0,
-	}
-	pr.addURLs(t)
+	t.KeyUsage, t.ExtKeyUsage = ku, ekus
+	t.IsCA, t.MaxPathLen, t.MaxPathLenZero = true, maxPathLen, maxPathLen == 0
 	return t, nil
 }
 
-func (pr Profile) addURLs(t *x509.Certificate) {
-	if pr.CRLURL != "" {
-		t.CRLDistributionPoints = []string{pr.CRLURL}
-	}
-	if pr.IssuerURL != "" {
-		t.IssuingCertificateURL = []string{pr.IssuerURL}
-	}
-	if pr.OCSPURL != "" {
-		t.OCSPServer = []string{pr.OCSPURL}
-	}
-}
-
-// ocspSignerTemplate builds a delegated OCSP responder certificate: not a CA,
-// digitalSignature, id-kp-OCSPSigning only, and id-pkix-ocsp-nocheck so that
-// relying parties do not ask about the responder itself.
-func (pr Profile) ocspSignerTemplate(serial *big.Int) (*x509.Certificate, error) {
+// baseTemplate holds what every certificate of a ceremony takes from its
+// profile: serial, subject, validity, policies, and the CRL, issuer and OCSP
+// URLs.
+func (pr Profile) baseTemplate(serial *big.Int, subject pkix.Name) (*x509.Certificate, error) {
 	nb, err := parseTime(pr.NotBefore)
 	if err != nil {
 		return nil, err
@@ -186,16 +154,34 @@ func (pr Profile) ocspSignerTemplate(serial *big.Int) (*x509.Certificate, error)
 	}
 	t := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pr.Subject.name(),
+		Subject:               subject,
 		NotBefore:             nb,
 		NotAfter:              na,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning},
 		Policies:              pols,
 		BasicConstraintsValid: true,
-		IsCA:                  false,
-		ExtraExtensions:       []pkix.Extension{{Id: oidOCSPNoCheck, Value: asn1.NullBytes}},
 	}
-	pr.addURLs(t)
+	if pr.CRLURL != "" {
+		t.CRLDistributionPoints = []string{pr.CRLURL}
+	}
+	if pr.IssuerURL != "" {
+		t.IssuingCertificateURL = []string{pr.IssuerURL}
+	}
+	if pr.OCSPURL != "" {
+		t.OCSPServer = []string{pr.OCSPURL}
+	}
+	return t, nil
+}
+
+// ocspSignerTemplate builds a delegated OCSP responder certificate: not a CA,
+// digitalSignature, id-kp-OCSPSigning only, and id-pkix-ocsp-nocheck so that
+// relying parties do not ask about the responder itself.
+func (pr Profile) ocspSignerTemplate(serial *big.Int) (*x509.Certificate, error) {
+	t, err := pr.baseTemplate(serial, pr.Subject.name())
+	if err != nil {
+		return nil, err
+	}
+	t.KeyUsage = x509.KeyUsageDigitalSignature
+	t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}
+	t.ExtraExtensions = []pkix.Extension{{Id: oidOCSPNoCheck, Value: asn1.NullBytes}}
 	return t, nil
 }
