@@ -45,14 +45,7 @@ func SignCertificate(ctx context.Context, template, parent *x509.Certificate, pu
 	if parent != nil {
 		verifyWith = parent.PublicKey
 	}
-	if p, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !p.Equal(verifyWith) {
-		return nil, errors.New("issuance: the signing key does not match the issuer's public key")
-	}
-	sigAlg, hash, err := signatureParams(signer.Public())
-	if err != nil {
-		return nil, err
-	}
-	lintKey, err := newLintKey(signer.Public())
+	sigAlg, hash, lintKey, err := prepareSigner(signer, verifyWith, "issuer's public key")
 	if err != nil {
 		return nil, err
 	}
@@ -130,14 +123,7 @@ func SignRevocationList(ctx context.Context, template *x509.RevocationList, issu
 	if err != nil {
 		return nil, err
 	}
-	if p, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !p.Equal(issuer.PublicKey) {
-		return nil, errors.New("issuance: the signing key does not match the CRL issuer's public key")
-	}
-	sigAlg, hash, err := signatureParams(signer.Public())
-	if err != nil {
-		return nil, err
-	}
-	lintKey, err := newLintKey(signer.Public())
+	sigAlg, hash, lintKey, err := prepareSigner(signer, issuer.PublicKey, "CRL issuer's public key")
 	if err != nil {
 		return nil, err
 	}

@@ -40,6 +40,24 @@ func signatureParams(pub crypto.PublicKey) (x509.SignatureAlgorithm, crypto.Hash
 	return 0, 0, fmt.Errorf("unsupported issuer key type %T", pub)
 }
 
+// prepareSigner checks that signer holds the private half of want (named by
+// what in the error), and returns the signature algorithm and hash it signs
+// with and a throwaway key of the same algorithm to build the lint copy.
+func prepareSigner(signer crypto.Signer, want crypto.PublicKey, what string) (x509.SignatureAlgorithm, crypto.Hash, crypto.Signer, error) {
+	if p, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !p.Equal(want) {
+		return 0, 0, nil, fmt.Errorf("issuance: the signing key does not match the %s", what)
+	}
+	sigAlg, hash, err := signatureParams(signer.Public())
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	lintKey, err := newLintKey(signer.Public())
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return sigAlg, hash, lintKey, nil
+}
+
 // newLintKey makes a throwaway key whose signatures carry the same algorithm
 // identifier as pub's, so that a TBS built with it is byte for byte the TBS the
 // real key will sign. RSA throwaway keys are 2048 bits whatever the real size:
