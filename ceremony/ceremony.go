@@ -387,16 +387,28 @@ func (c *run) dryRunRoot(maxPath int) error {
 }
 
 func (c *run) intermediateCeremony() error {
+	return c.signUnderIssuer("intermediate certificate", c.subject, func(serial *big.Int) (*x509.Certificate, error) {
+		tmpl, err := c.cfg.Profile.caTemplate(serial, c.cfg.Profile.Subject.name(), 0)
+		if err == nil {
+			c.tr.publicKey("subject key", c.subject)
+		}
+		return tmpl, err
+	})
+}
+
+// signUnderIssuer is a certificate signed by the issuer's HSM key: find the
+// key, draw a serial, build the template for it, sign (lint, HSM, verify) and
+// write the certificate out.
+func (c *run) signUnderIssuer(what string, subjectKey crypto.PublicKey, template func(serial *big.Int) (*x509.Certificate, error)) error {
 	key, serial, err := c.signingKeyAndSerial()
 	if err != nil {
 		return err
 	}
-	tmpl, err := c.cfg.Profile.caTemplate(serial, c.cfg.Profile.Subject.name(), 0)
+	tmpl, err := template(serial)
 	if err != nil {
 		return err
 	}
-	c.tr.publicKey("subject key", c.subject)
-	der, err := c.signCert("intermediate certificate", tmpl, c.issuer, c.subject, key)
+	der, err := c.signCert(what, tmpl, c.issuer, subjectKey, key)
 	if err != nil {
 		return err
 	}
@@ -404,10 +416,12 @@ func (c *run) intermediateCeremony() error {
 }
 
 func (c *run) crossCeremony() error {
-	key, serial, err := c.signingKeyAndSerial()
-	if err != nil {
-		return err
-	}
+	return c.signUnderIssuer("cross-certificate", c.toCross.PublicKey, c.crossTemplate)
+}
+
+// crossTemplate copies the certificate to cross-sign: same subject and key
+// identifier, its key usages and path length unless the profile sets them.
+func (c *run) crossTemplate(serial *big.Int) (*x509.Certificate, error) {
 	pr := c.cfg.Profile
 	if len(pr.KeyUsages) == 0 {
 		pr.KeyUsages = keyUsageList(c.toCross.KeyUsage)
@@ -418,7 +432,7 @@ func (c *run) crossCeremony() error {
 	}
 	tmpl, err := pr.caTemplate(serial, c.toCross.Subject, maxPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Same subject, byte for byte, and same key identifier: a path builder must
 	// see the cross-certificate and the original as the same CA.
@@ -428,11 +442,7 @@ func (c *run) crossCeremony() error {
 		tmpl.ExtKeyUsage = c.toCross.ExtKeyUsage
 	}
 	c.tr.step("cross-signing %q (key SHA-256 %s) under %q", c.toCross.Subject, spkiHash(c.toCross.PublicKey), c.issuer.Subject)
-	der, err := c.signCert("cross-certificate", tmpl, c.issuer, c.toCross.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	return c.writeCert(der)
+	return tmpl, nil
 }
 
 func (c *run) crlCeremony() error {
@@ -472,20 +482,13 @@ func (c *run) crlCeremony() error {
 }
 
 func (c *run) ocspSignerCeremony() error {
-	key, serial, err := c.signingKeyAndSerial()
-	if err != nil {
-		return err
-	}
-	tmpl, err := c.cfg.Profile.ocspSignerTemplate(serial)
-	if err != nil {
-		return err
-	}
-	c.tr.publicKey("responder key", c.subject)
-	der, err := c.signCert("OCSP responder certificate", tmpl, c.issuer, c.subject, key)
-	if err != nil {
-		return err
-	}
-	return c.writeCert(der)
+	return c.signUnderIssuer("OCSP responder certificate", c.subject, func(serial *big.Int) (*x509.Certificate, error) {
+		tmpl, err := c.cfg.Profile.ocspSignerTemplate(serial)
+		if err == nil {
+			c.tr.publicKey("responder key", c.subject)
+		}
+		return tmpl, err
+	})
 }
 
 // signingKeyAndSerial finds the signing key and draws a serial from the
