@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,18 +68,9 @@ func (s *Store) ClaimChallenges(ctx context.Context, now time.Time, lease time.D
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `UPDATE challenges SET lease_until = $1
+	return queryAll(ctx, s.pool, "claim challenges", scanChallenge, `UPDATE challenges SET lease_until = $1
 		WHERE id IN (SELECT id FROM challenges WHERE status = 'processing' AND next_attempt <= $2 AND lease_until < $2
 			ORDER BY next_attempt LIMIT $3 FOR UPDATE SKIP LOCKED)
 		RETURNING `+challengeCols,
 		ts(now.Add(lease)), ts(now), limit)
-	if err != nil {
-		return nil, fmt.Errorf("claim challenges: %w", err)
-	}
-	defer rows.Close()
-	cs, err := records.Collect(rows, scanChallenge)
-	if err != nil {
-		return nil, fmt.Errorf("claim challenges: %w", err)
-	}
-	return cs, nil
 }

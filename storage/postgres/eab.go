@@ -41,16 +41,7 @@ func (s *Store) GetEABKey(ctx context.Context, id string) (*storage.EABKey, erro
 
 // ListEABKeys lists every EAB key, oldest first.
 func (s *Store) ListEABKeys(ctx context.Context) ([]*storage.EABKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+eabCols+` FROM eab_keys ORDER BY created_at, id`)
-	if err != nil {
-		return nil, fmt.Errorf("list EAB keys: %w", err)
-	}
-	defer rows.Close()
-	keys, err := records.Collect(rows, scanEABKey)
-	if err != nil {
-		return nil, fmt.Errorf("list EAB keys: %w", err)
-	}
-	return keys, nil
+	return queryAll(ctx, s.pool, "list EAB keys", scanEABKey, `SELECT `+eabCols+` FROM eab_keys ORDER BY created_at, id`)
 }
 
 // RevokeEABKey marks a key revoked. Revoking a revoked key changes nothing and

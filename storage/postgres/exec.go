@@ -60,3 +60,20 @@ func (s *Store) insertOnce(ctx context.Context, what, query string, args ...any)
 	}
 	return nil
 }
+
+// queryAll runs a query on q (the pool or a transaction) and reads every row
+// with scan; what names the query in errors.
+func queryAll[T any](ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	out, err := records.Collect(rows, scan)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}

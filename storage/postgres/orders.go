@@ -144,32 +144,14 @@ func (s *Store) ClaimOrders(ctx context.Context, now time.Time, lease time.Durat
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `UPDATE orders SET lease_until = $1
+	return queryAll(ctx, s.pool, "claim orders", scanOrder, `UPDATE orders SET lease_until = $1
 		WHERE id IN (SELECT id FROM orders WHERE status = 'processing' AND lease_until < $2
 			ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED)
 		RETURNING `+orderCols,
 		ts(now.Add(lease)), ts(now), limit)
-	if err != nil {
-		return nil, fmt.Errorf("claim orders: %w", err)
-	}
-	defer rows.Close()
-	orders, err := records.Collect(rows, scanOrder)
-	if err != nil {
-		return nil, fmt.Errorf("claim orders: %w", err)
-	}
-	return orders, nil
 }
 
 // OrdersReplacing returns the orders that name certID in replaces.
 func (s *Store) OrdersReplacing(ctx context.Context, certID string) ([]*storage.Order, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+orderCols+` FROM orders WHERE replaces = $1 AND replaces <> '' ORDER BY created_at, id`, certID)
-	if err != nil {
-		return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
-	}
-	defer rows.Close()
-	out, err := records.Collect(rows, scanOrder)
-	if err != nil {
-		return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
-	}
-	return out, nil
+	return queryAll(ctx, s.pool, fmt.Sprintf("orders replacing %q", certID), scanOrder, `SELECT `+orderCols+` FROM orders WHERE replaces = $1 AND replaces <> '' ORDER BY created_at, id`, certID)
 }

@@ -50,3 +50,20 @@ func conditionalTx(ctx context.Context, tx *sql.Tx, what, key, exists, query str
 	}
 	return records.Conflict("%s %q is not in the expected state", what, key)
 }
+
+// queryAll runs a query on q (the reader pool or a transaction) and reads
+// every row with scan; what names the query in errors.
+func queryAll[T any](ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	out, err := records.Collect(rows, scan)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}

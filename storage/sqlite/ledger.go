@@ -70,16 +70,7 @@ func (s *Store) CertificatesForOrder(ctx context.Context, orderID string) ([]*st
 	if orderID == "" {
 		return nil, nil
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+certCols+` FROM certificates WHERE order_id = ? ORDER BY created_at, serial`, orderID)
-	if err != nil {
-		return nil, fmt.Errorf("certificates of order %q: %w", orderID, err)
-	}
-	defer rows.Close()
-	cs, err := records.Collect(rows, scanCertificate)
-	if err != nil {
-		return nil, fmt.Errorf("certificates of order %q: %w", orderID, err)
-	}
-	return cs, nil
+	return queryAll(ctx, s.r, fmt.Sprintf("certificates of order %q", orderID), scanCertificate, `SELECT `+certCols+` FROM certificates WHERE order_id = ? ORDER BY created_at, serial`, orderID)
 }
 
 // RevokeCertificate marks an issued certificate revoked, once.

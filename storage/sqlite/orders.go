@@ -166,14 +166,5 @@ func (s *Store) ClaimOrders(ctx context.Context, now time.Time, lease time.Durat
 
 // OrdersReplacing returns the orders that name certID in replaces.
 func (s *Store) OrdersReplacing(ctx context.Context, certID string) ([]*storage.Order, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+orderCols+` FROM orders WHERE replaces = ? AND replaces <> '' ORDER BY created_at, id`, certID)
-	if err != nil {
-		return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
-	}
-	defer rows.Close()
-	out, err := records.Collect(rows, scanOrder)
-	if err != nil {
-		return nil, fmt.Errorf("orders replacing %q: %w", certID, err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, fmt.Sprintf("orders replacing %q", certID), scanOrder, `SELECT `+orderCols+` FROM orders WHERE replaces = ? AND replaces <> '' ORDER BY created_at, id`, certID)
 }
