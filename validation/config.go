@@ -56,7 +56,9 @@ type Config struct {
 	// leaves time to try IPv4. Default 5s.
 	ConnectTimeout config.Duration `yaml:"connect_timeout"`
 	// MaxRedirects is how many redirects http-01 follows. 0 means the default
-	// of 10; -1 means none.
+	// of 10; -1 means none. More than 10 is refused: the Baseline
+	// Requirements' redirect rules are followed by peers with that limit, and
+	// each hop is one more request a target can make the CA send.
 	MaxRedirects int `yaml:"max_redirects"`
 	// MaxBodyBytes is how much of an http-01 response body is read; a longer
 	// body fails the challenge. Default 8 KiB, at most 1 MiB.
@@ -99,8 +101,8 @@ func (c *Config) Validate() error {
 			p.Addf(path, "must not be negative")
 		}
 	}
-	if c.MaxRedirects < -1 {
-		p.Addf("max_redirects", "must be -1 (none), 0 (default) or a positive count")
+	if c.MaxRedirects < -1 || c.MaxRedirects > DefaultMaxRedirects {
+		p.Addf("max_redirects", "must be -1 (none), 0 (default, %d) or a count up to %d", DefaultMaxRedirects, DefaultMaxRedirects)
 	}
 	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > maxBodyLimit {
 		p.Addf("max_body_bytes", "must be between 0 (default) and %d", maxBodyLimit)

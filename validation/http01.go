@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +20,10 @@ const (
 	maxHeaderBytes = 16 << 10
 	// maxLocation bounds a redirect target; real ones are short.
 	maxLocation = 2048
+	// maxBodyQuote is how much of a wrong body a problem detail shows,
+	// escaped: enough to recognise a misconfigured server, too little to
+	// carry anything the target wants a client to display.
+	maxBodyQuote = 64
 )
 
 // hop is one URL of an http-01 redirect chain, with where it will connect.
@@ -35,12 +38,12 @@ type hop struct {
 // (RFC 8555 §8.3, RFC 8738 §3), following at most MaxRedirects redirects to
 // http or https on the configured ports, and compares the body, trailing
 // whitespace removed, with the key authorization.
-func (v *Validator) validateHTTP01(ctx context.Context, t target, token, keyAuth string) *Problem {
+func (v *Validator) validateHTTP01(ctx context.Context, at *attempt, t target, token, keyAuth string) *Problem {
 	h := hop{host: t.String(), ip: t.ip, port: v.cfg.HTTPPort}
 	h.url = &url.URL{Scheme: "http", Host: urlHost(h.host, h.port, 80), Path: wellKnownPath + token}
 	seen := map[string]bool{h.url.String(): true}
 	for redirects := 0; ; redirects++ {
-		res, prob := v.fetch(ctx, h)
+		res, prob := v.fetch(ctx, at, h)
 		if prob != nil {
 			return prob
 		}
@@ -48,14 +51,14 @@ func (v *Validator) validateHTTP01(ctx context.Context, t target, token, keyAuth
 			return v.checkBody(h, res, keyAuth)
 		}
 		if redirects >= v.cfg.MaxRedirects {
-			return newProblem(ProblemConnection, nil, "Fetching %s: too many redirects (at most %d are followed)", h.url, v.cfg.MaxRedirects)
+			return newProblem(ProblemConnection, nil, "Fetching %s: too many redirects (more than %d)", h.url, v.cfg.MaxRedirects)
 		}
 		next, prob := v.redirectTarget(h, res.location)
 		if prob != nil {
 			return prob
 		}
 		if seen[next.url.String()] {
-			return newProblem(ProblemConnection, nil, "Fetching %s: redirect loop back to %s", h.url, next.url)
+			return newProblem(ProblemConnection, nil, "Fetching %s: redirect loop: %s was already fetched", h.url, next.url)
 		}
 		seen[next.url.String()] = true
 		h = next
@@ -71,21 +74,16 @@ type fetchResult struct {
 	tooLong  bool
 }
 
-// fetch makes one GET of h: resolve (unless an IP literal), pick addresses,
-// connect ourselves, then hand exactly that connection to an http.Transport
-// that uses no proxy, no keep-alive and no compression.
-func (v *Validator) fetch(ctx context.Context, h hop) (*fetchResult, *Problem) {
-	addrs := []netip.Addr{h.ip.Unmap()}
-	if !h.ip.IsValid() {
-		all, prob := v.resolver.lookupAddrs(ctx, h.host)
-		if prob != nil {
-			return nil, prob
-		}
-		if addrs, prob = v.usableAddrs(h.host, all); prob != nil {
-			return nil, prob
-		}
+// fetch makes one GET of h: connect ourselves through the attempt's one
+// resolution of the name (or to the IP literal of an IP identifier), then
+// hand exactly that connection to an http.Transport that uses no proxy, no
+// keep-alive and no compression, and whose DialContext can only return it:
+// net/http never resolves or dials on its own.
+func (v *Validator) fetch(ctx context.Context, at *attempt, h hop) (*fetchResult, *Problem) {
+	conn, addr, prob, ce := at.dial(ctx, h.host, h.ip, h.port)
+	if prob != nil {
+		return nil, prob
 	}
-	conn, addr, ce := v.connect(ctx, addrs, h.port)
 	if ce != nil {
 		return nil, newProblem(ProblemConnection, ce, "Fetching %s: %s", h.url, ce.detail())
 	}
@@ -130,15 +128,17 @@ func (v *Validator) fetch(ctx context.Context, h hop) (*fetchResult, *Problem) {
 	defer resp.Body.Close()
 
 	res := &fetchResult{status: resp.StatusCode}
-	switch resp.StatusCode {
-	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
-		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		if !followedRedirect(resp.StatusCode) {
+			return nil, newProblem(ProblemConnection, nil, "Fetching %s: redirect with status %d is not allowed (only 301, 302, 307 and 308 are followed)", h.url, resp.StatusCode)
+		}
 		res.location = resp.Header.Get("Location")
 		if res.location == "" {
 			return nil, newProblem(ProblemConnection, nil, "Fetching %s: HTTP %d redirect without a Location header", h.url, resp.StatusCode)
 		}
 		return res, nil
-	case http.StatusOK:
+	case resp.StatusCode == http.StatusOK:
 		body, err := io.ReadAll(io.LimitReader(resp.Body, v.cfg.MaxBodyBytes+1))
 		if err != nil {
 			return nil, afterConnectProblem(h.url, addr, err)
@@ -178,68 +178,20 @@ func (v *Validator) checkBody(h hop, res *fetchResult, keyAuth string) *Problem 
 	}
 	got := strings.TrimRight(string(res.body), " \t\r\n")
 	if got != keyAuth {
-		return newProblem(ProblemIncorrectResponse, nil, "The key authorization file from %s did not match this challenge: expected %q, got %s", h.url, keyAuth, quote(got, 128))
+		return newProblem(ProblemIncorrectResponse, nil, "The key authorization file from %s did not match this challenge: expected %q, got %s", h.url, keyAuth, quote(got, maxBodyQuote))
 	}
 	return nil
 }
 
-// redirectTarget checks a Location the way a careful CA does before
-// following it: http or https only, on the configured HTTP or TLS port (a
-// missing port means the configured port of the scheme), a valid DNS name or
-// an IP address that policy allows, no credentials, no fragment.
+// redirectTarget applies checkRedirectTarget to a Location received from
+// cur, and words a refusal for the subscriber: which URL redirected, where
+// to (quoted and cut short), and the rule that failed.
 func (v *Validator) redirectTarget(cur hop, location string) (hop, *Problem) {
-	bad := func(format string, args ...any) (hop, *Problem) {
-		return hop{}, newProblem(ProblemConnection, nil, "Fetching %s: redirect to %s refused: %s", cur.url, quote(location, 256), fmt.Sprintf(format, args...))
-	}
-	if len(location) > maxLocation {
-		return bad("the URL is longer than %d bytes", maxLocation)
-	}
-	ref, err := url.Parse(location)
+	u, host, port, err := checkRedirectTarget(cur.url, location, redirectPorts{http: v.cfg.HTTPPort, tls: v.cfg.TLSPort})
 	if err != nil {
-		return bad("not a valid URL")
+		return hop{}, newProblem(ProblemConnection, err, "Fetching %s: %s (Location %s)", cur.url, err, quote(location, 128))
 	}
-	u := cur.url.ResolveReference(ref)
-	var port int
-	switch u.Scheme {
-	case "http":
-		port = v.cfg.HTTPPort
-	case "https":
-		port = v.cfg.TLSPort
-	default:
-		return bad("only http and https are followed")
-	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || (n != v.cfg.HTTPPort && n != v.cfg.TLSPort) {
-			return bad("only ports %d and %d are followed", v.cfg.HTTPPort, v.cfg.TLSPort)
-		}
-		port = n
-	}
-	next := hop{port: port}
-	host := u.Hostname()
-	if ip, err := netip.ParseAddr(host); err == nil {
-		if ip.Zone() != "" {
-			return bad("scoped IPv6 addresses are not followed")
-		}
-		if why := v.addrRefusal(ip); why != "" {
-			return bad("%s is not a public address (%s)", ip, why)
-		}
-		next.ip, next.host = ip, ip.String()
-	} else {
-		host = strings.ToLower(strings.TrimSuffix(host, "."))
-		if !isDNSName(host) {
-			return bad("the host is not a valid DNS name or IP address")
-		}
-		next.host = host
-	}
-	u.User, u.Fragment, u.RawFragment = nil, "", ""
-	def := 80
-	if u.Scheme == "https" {
-		def = 443
-	}
-	u.Host = urlHost(next.host, port, def)
-	next.url = u
-	return next, nil
+	return hop{url: u, host: host, port: port}, nil
 }
 
 // urlHost writes host and port as a URL authority, leaving out the scheme's

@@ -3,7 +3,10 @@ package validation
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // RFC 8555 §6.7 error types, without the "urn:ietf:params:acme:error:" prefix,
@@ -47,17 +50,61 @@ func (p *Problem) LogValue() slog.Value {
 }
 
 func newProblem(typ string, cause error, format string, args ...any) *Problem {
-	return &Problem{Type: typ, Detail: fmt.Sprintf(format, args...), Err: cause}
+	return &Problem{Type: typ, Detail: escapeControls(fmt.Sprintf(format, args...)), Err: cause}
+}
+
+// escapeControls escapes, Go-style, every control character (C0, DEL, C1),
+// invisible format character (bidi overrides, zero-width joiners), line or
+// paragraph separator and invalid UTF-8 byte in a detail. Values from the
+// network are quoted where they are put in, but a detail also carries URLs
+// and names the applicant chose; this last pass makes sure that nothing in
+// a detail can break a log line or a terminal, or make text read backwards,
+// whatever a future message forgets to quote.
+func escapeControls(s string) string {
+	clean := true
+	for _, r := range s {
+		if needsEscape(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				fmt.Fprintf(&b, `\x%02x`, s[i])
+				continue
+			}
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case r < 0x80 && needsEscape(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case needsEscape(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool {
+	return r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) ||
+		r == '\u2028' || r == '\u2029'
 }
 
 // quote renders a string received from the network for a Detail: quoted and
-// escaped, and cut to max bytes so a hostile server cannot fill the problem
+// escaped (strconv.QuoteToASCII, so no control or invisible character gets
+// through), and cut to max bytes so a hostile server cannot fill the problem
 // document.
 func quote(s string, max int) string {
 	if len(s) > max {
-		return fmt.Sprintf("%q…", s[:max])
+		return strconv.QuoteToASCII(s[:max]) + "…"
 	}
-	return fmt.Sprintf("%q", s)
+	return strconv.QuoteToASCII(s)
 }
 
 // summarize quotes up to n values and says how many more there were.

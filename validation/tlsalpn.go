@@ -28,26 +28,21 @@ var (
 // acme-tls/1, with SNI the name (or, for an IP, its reverse-DNS name, RFC 8738
 // §6), and checks the certificate the server presents (RFC 8737 §3). The chain
 // is not verified: the certificate is self-signed by design.
-func (v *Validator) validateTLSALPN01(ctx context.Context, t target, keyAuth string) *Problem {
-	var addrs []netip.Addr
+func (v *Validator) validateTLSALPN01(ctx context.Context, at *attempt, t target, keyAuth string) *Problem {
 	sni := t.name
 	if t.isIP() {
-		addrs = []netip.Addr{t.ip.Unmap()}
 		arpa, err := dns.ReverseAddr(t.ip.String())
 		if err != nil {
 			return newProblem(ProblemServerInternal, err, "could not build the reverse-DNS name of %s", t.ip)
 		}
 		sni = strings.TrimSuffix(arpa, ".")
-	} else {
-		all, prob := v.resolver.lookupAddrs(ctx, t.name)
-		if prob != nil {
-			return prob
-		}
-		if addrs, prob = v.usableAddrs(t.name, all); prob != nil {
-			return prob
-		}
 	}
-	conn, addr, ce := v.connect(ctx, addrs, v.cfg.TLSPort)
+	// Through the attempt, like http-01: one resolution, filtered addresses
+	// only, and no resolving by anything else.
+	conn, addr, prob, ce := at.dial(ctx, t.name, t.ip, v.cfg.TLSPort)
+	if prob != nil {
+		return prob
+	}
 	if ce != nil {
 		return newProblem(ProblemConnection, ce, "Connecting for tls-alpn-01 to %s: %s", t, ce.detail())
 	}
@@ -79,8 +74,7 @@ func (v *Validator) validateTLSALPN01(ctx context.Context, t target, keyAuth str
 		return newProblem(ProblemTLS, nil, "tls-alpn-01 with %s: %s presented no certificate", t, addr)
 	}
 	if p := checkChallengeCert(cs.PeerCertificates[0], t, keyAuth); p != nil {
-		p.Detail = "tls-alpn-01 with " + t.String() + ": the certificate from " + addr.String() + " " + p.Detail
-		return p
+		return newProblem(p.Type, p.Err, "tls-alpn-01 with %s: the certificate from %s %s", t, addr, p.Detail)
 	}
 	return nil
 }

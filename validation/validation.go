@@ -88,7 +88,7 @@ func (v *Validator) Validate(ctx context.Context, ident Identifier, typ, token, 
 		if t.wildcard {
 			return newProblem(ProblemMalformed, nil, "http-01 cannot validate a wildcard name; use dns-01")
 		}
-		return nilIfNoProblem(v.validateHTTP01(ctx, t, token, keyAuthorization))
+		return nilIfNoProblem(v.validateHTTP01(ctx, v.newAttempt(), t, token, keyAuthorization))
 	case ChallengeDNS01:
 		if t.isIP() {
 			return newProblem(ProblemMalformed, nil, "dns-01 cannot validate an IP address (RFC 8738 §7)")
@@ -98,7 +98,7 @@ func (v *Validator) Validate(ctx context.Context, ident Identifier, typ, token, 
 		if t.wildcard {
 			return newProblem(ProblemMalformed, nil, "tls-alpn-01 cannot validate a wildcard name; use dns-01")
 		}
-		return nilIfNoProblem(v.validateTLSALPN01(ctx, t, keyAuthorization))
+		return nilIfNoProblem(v.validateTLSALPN01(ctx, v.newAttempt(), t, keyAuthorization))
 	default:
 		return newProblem(ProblemMalformed, nil, "unsupported challenge type %s", quote(typ, 32))
 	}
