@@ -57,12 +57,15 @@ func checkRedirectTarget(base *url.URL, location string, ports redirectPorts) (*
 		return nil, "", 0, refuse("redirect target is longer than %d bytes", maxLocation)
 	}
 	// Look at the authority as written, before a parser normalises it: a
-	// '%' or '@' there is refused whatever the parser would make of it.
-	if auth, ok := rawAuthority(location); ok {
-		if strings.Contains(auth, "@") {
+	// '%' or '@' there is refused whatever the parser would make of it. It
+	// is read twice, as Go and as a browser (backslash as slash) would.
+	for _, backslashIsSlash := range []bool{false, true} {
+		auth, ok := rawAuthority(location, backslashIsSlash)
+		switch {
+		case !ok:
+		case strings.Contains(auth, "@"):
 			return nil, "", 0, refuse("redirect to a URL with userinfo is not allowed")
-		}
-		if strings.Contains(auth, "%") {
+		case strings.Contains(auth, "%"):
 			return nil, "", 0, refuse("redirect to a percent-encoded host is not allowed")
 		}
 	}
@@ -122,11 +125,13 @@ func checkRedirectTarget(base *url.URL, location string, ports redirectPorts) (*
 }
 
 // rawAuthority returns the authority of a URL reference as written, if it has
-// one ("scheme://auth/..." or "//auth/..."). Backslashes count as slashes, as
-// browsers count them, so that "http:\\user@host" is judged like the URL a
-// browser would see.
-func rawAuthority(ref string) (string, bool) {
-	s := strings.ReplaceAll(ref, `\`, "/")
+// one ("scheme://auth/..." or "//auth/..."), with backslashes read as
+// slashes if backslashIsSlash, as browsers read them.
+func rawAuthority(ref string, backslashIsSlash bool) (string, bool) {
+	s := ref
+	if backslashIsSlash {
+		s = strings.ReplaceAll(ref, `\`, "/")
+	}
 	if i := strings.IndexAny(s, ":/?#"); i > 0 && s[i] == ':' {
 		s = s[i+1:]
 	}
