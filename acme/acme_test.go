@@ -80,7 +80,7 @@ func newEnvIssuer(t *testing.T, wrap func(acme.Issuer) acme.Issuer, mutate ...fu
 	t.Cleanup(func() { store.Close() })
 	tok := issuancetest.Token(t)
 	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
-	rules, _ := policy.New(policy.Config{AllowedIPRanges: []string{"192.0.2.0/24"}})
+	rules, _ := policy.New(policy.Config{AllowedIPRanges: []string{"192.0.2.0/24"}, AllowSpecialUse: []string{"example.com", "example"}})
 	profile := issuancetest.Profile(t, "tls", issuance.ProfileConfig{IgnoredLints: []string{"e_ext_san_contains_reserved_ip"}})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss}, Profiles: []*issuance.Profile{profile},
