@@ -503,3 +503,38 @@ func TestCertificateDownloadMatchesLedger(t *testing.T) {
 		t.Fatalf("unknown serial: %v", errString(err))
 	}
 }
+
+// RFC 8555 7.1.6: invalid is final. Answering an invalid challenge again, or
+// another challenge of its invalid authorization, is malformed, even when the
+// validation would now pass, and nothing becomes valid.
+func TestInvalidChallengeStaysInvalid(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.val.results["final.example.com"] = []error{&acme.ValidationError{Type: "incorrectResponse", Detail: "wrong key authorization"}}
+	o, _ := e.ca.NewOrder(ctx, e.acct, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "final.example.com"}}})
+	a, _ := e.ca.Authorization(ctx, e.acct, o.AuthzIDs[0])
+	if len(a.Challenges) < 2 {
+		t.Fatalf("want several challenge types, got %d", len(a.Challenges))
+	}
+	if ch, _, err := e.ca.RespondChallenge(ctx, e.acct, a.Challenges[0].ID); err != nil || ch.Status != acme.StatusInvalid {
+		t.Fatalf("first answer: %v %v", ch, err)
+	}
+	// The validator would now succeed (no more queued failures).
+	for _, c := range a.Challenges {
+		if _, _, err := e.ca.RespondChallenge(ctx, e.acct, c.ID); problemType(err) != "malformed" {
+			t.Errorf("answering %s challenge again: %v, want malformed", c.Type, err)
+		}
+	}
+	a, _ = e.ca.Authorization(ctx, e.acct, o.AuthzIDs[0])
+	if a.Status != acme.StatusInvalid {
+		t.Errorf("authorization %s, want invalid", a.Status)
+	}
+	for _, c := range a.Challenges {
+		if c.Status == acme.StatusValid || c.Status == acme.StatusProcessing {
+			t.Errorf("%s challenge became %s", c.Type, c.Status)
+		}
+	}
+	if o, _ = e.ca.Order(ctx, e.acct, o.ID); o.Status != acme.StatusInvalid {
+		t.Errorf("order %s, want invalid", o.Status)
+	}
+}
