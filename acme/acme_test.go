@@ -538,3 +538,36 @@ func TestInvalidChallengeStaysInvalid(t *testing.T) {
 		t.Errorf("order %s, want invalid", o.Status)
 	}
 }
+
+// Two challenges of one authorization answered together: one fails and makes
+// the authorization invalid while the other is still being validated. The
+// other passes afterwards, but is not recorded valid under an invalid
+// authorization (RFC 8555 7.1.6).
+func TestChallengeCannotPassUnderAnInvalidAuthorization(t *testing.T) {
+	e := newEnv(t, func(c *acme.Config) { c.CAA = true })
+	ctx := context.Background()
+	// The first validation passes, the second fails.
+	e.val.results["sibling.example.com"] = []error{nil, &acme.ValidationError{Type: "incorrectResponse", Detail: "wrong key authorization"}}
+	o, _ := e.ca.NewOrder(ctx, e.acct, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "sibling.example.com"}}})
+	a, _ := e.ca.Authorization(ctx, e.acct, o.AuthzIDs[0])
+	passing, failing := a.Challenges[0], a.Challenges[1]
+	e.val.onCAA = func() { // while the passing one checks CAA, the other fails
+		e.val.onCAA = nil
+		if ch, _, err := e.ca.RespondChallenge(ctx, e.acct, failing.ID); err != nil || ch.Status != acme.StatusInvalid {
+			t.Errorf("failing challenge: %v %v", ch, err)
+		}
+	}
+	if _, _, err := e.ca.RespondChallenge(ctx, e.acct, passing.ID); err != nil {
+		t.Fatalf("respond: %v", err)
+	}
+	ch, authz, err := e.ca.Challenge(ctx, e.acct, passing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz.Status != acme.StatusInvalid || ch.Status != acme.StatusInvalid {
+		t.Errorf("authorization %s, challenge %s; want both invalid", authz.Status, ch.Status)
+	}
+	if o, _ = e.ca.Order(ctx, e.acct, o.ID); o.Status != acme.StatusInvalid {
+		t.Errorf("order %s, want invalid", o.Status)
+	}
+}

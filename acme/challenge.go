@@ -189,6 +189,13 @@ func (ca *CA) recordOutcome(ctx context.Context, ch *storage.Challenge, authz *s
 	if !errors.Is(err, storage.ErrConflict) {
 		return err
 	}
+	// An authorization that became invalid meanwhile (another of its
+	// challenges failed) is final (RFC 8555 7.1.6): a challenge of it that
+	// passes afterwards is not recorded valid.
+	if cur, gerr := ca.store.GetAuthorization(ctx, authz.ID); gerr == nil && cur.Status == StatusInvalid && ch.Status == StatusValid {
+		ch.Status, ch.Validated = StatusInvalid, time.Time{}
+		ch.Error = problemJSON(Malformed("the authorization became invalid while this challenge was validated"))
+	}
 	if cerr := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); cerr != nil {
 		// Another node recorded the challenge: its record stands.
 		return cerr
