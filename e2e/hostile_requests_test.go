@@ -9,20 +9,6 @@ import (
 	"testing"
 )
 
-// problemDetail decodes a problem document and checks its status and type,
-// returning its detail.
-func problemDetail(t *testing.T, status int, body []byte, wantStatus int, wantType string) string {
-	t.Helper()
-	var p struct{ Type, Detail string }
-	if err := json.Unmarshal(body, &p); err != nil {
-		t.Fatalf("status %d, not a problem document: %q", status, body)
-	}
-	if status != wantStatus || p.Type != "urn:ietf:params:acme:error:"+wantType {
-		t.Fatalf("got %d %s (%s), want %d %s", status, p.Type, p.Detail, wantStatus, wantType)
-	}
-	return p.Detail
-}
-
 // Requests RFC 8555 section 6 forbids are refused with the right problem,
 // against the built binary: a detached payload, a Replay-Nonce request
 // header, a GET of a POST-only resource, and a second answer to an invalid
@@ -190,9 +176,10 @@ func TestHostileRequestRules(t *testing.T) {
 			"xn--zzzzzzzzz.anvil-e2e.com": `"xn--zzzzzzzzz"`, // not Punycode
 		} {
 			st, body, _ := a.post(newOrder, map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": name}}})
-			detail := problemDetail(t, st, body, http.StatusBadRequest, "rejectedIdentifier")
-			if !strings.Contains(detail, label) {
-				t.Errorf("%s: detail %q does not name %s", name, detail, label)
+			var p struct{ Type, Detail string }
+			json.Unmarshal(body, &p)
+			if st != http.StatusBadRequest || p.Type != "urn:ietf:params:acme:error:rejectedIdentifier" || !strings.Contains(p.Detail, label) {
+				t.Errorf("%s: %d %s; want 400 rejectedIdentifier naming %s", name, st, body, label)
 			}
 		}
 		// What the harness allows (localhost) and a valid A-label are ordered.
