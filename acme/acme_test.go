@@ -80,7 +80,7 @@ func newEnvIssuer(t *testing.T, wrap func(acme.Issuer) acme.Issuer, mutate ...fu
 	t.Cleanup(func() { store.Close() })
 	tok := issuancetest.Token(t)
 	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
-	rules, _ := policy.New(policy.Config{AllowedIPRanges: []string{"192.0.2.0/24"}})
+	rules, _ := policy.New(policy.Config{AllowedIPRanges: []string{"192.0.2.0/24"}, AllowSpecialUse: []string{"example.com", "example"}})
 	profile := issuancetest.Profile(t, "tls", issuance.ProfileConfig{IgnoredLints: []string{"e_ext_san_contains_reserved_ip"}})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss}, Profiles: []*issuance.Profile{profile},
@@ -501,5 +501,73 @@ func TestCertificateDownloadMatchesLedger(t *testing.T) {
 	}
 	if _, _, err := e.ca.Certificate(ctx, "00"+o.CertSerial); problemType(err) != "malformed" {
 		t.Fatalf("unknown serial: %v", errString(err))
+	}
+}
+
+// RFC 8555 7.1.6: invalid is final. Answering an invalid challenge again, or
+// another challenge of its invalid authorization, is malformed, even when the
+// validation would now pass, and nothing becomes valid.
+func TestInvalidChallengeStaysInvalid(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.val.results["final.example.com"] = []error{&acme.ValidationError{Type: "incorrectResponse", Detail: "wrong key authorization"}}
+	o, _ := e.ca.NewOrder(ctx, e.acct, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "final.example.com"}}})
+	a, _ := e.ca.Authorization(ctx, e.acct, o.AuthzIDs[0])
+	if len(a.Challenges) < 2 {
+		t.Fatalf("want several challenge types, got %d", len(a.Challenges))
+	}
+	if ch, _, err := e.ca.RespondChallenge(ctx, e.acct, a.Challenges[0].ID); err != nil || ch.Status != acme.StatusInvalid {
+		t.Fatalf("first answer: %v %v", ch, err)
+	}
+	// The validator would now succeed (no more queued failures).
+	for _, c := range a.Challenges {
+		if _, _, err := e.ca.RespondChallenge(ctx, e.acct, c.ID); problemType(err) != "malformed" {
+			t.Errorf("answering %s challenge again: %v, want malformed", c.Type, err)
+		}
+	}
+	a, _ = e.ca.Authorization(ctx, e.acct, o.AuthzIDs[0])
+	if a.Status != acme.StatusInvalid {
+		t.Errorf("authorization %s, want invalid", a.Status)
+	}
+	for _, c := range a.Challenges {
+		if c.Status == acme.StatusValid || c.Status == acme.StatusProcessing {
+			t.Errorf("%s challenge became %s", c.Type, c.Status)
+		}
+	}
+	if o, _ = e.ca.Order(ctx, e.acct, o.ID); o.Status != acme.StatusInvalid {
+		t.Errorf("order %s, want invalid", o.Status)
+	}
+}
+
+// Two challenges of one authorization answered together: one fails and makes
+// the authorization invalid while the other is still being validated. The
+// other passes afterwards, but is not recorded valid under an invalid
+// authorization (RFC 8555 7.1.6).
+func TestChallengeCannotPassUnderAnInvalidAuthorization(t *testing.T) {
+	e := newEnv(t, func(c *acme.Config) { c.CAA = true })
+	ctx := context.Background()
+	// The first validation passes, the second fails.
+	e.val.results["sibling.example.com"] = []error{nil, &acme.ValidationError{Type: "incorrectResponse", Detail: "wrong key authorization"}}
+	o, _ := e.ca.NewOrder(ctx, e.acct, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "sibling.example.com"}}})
+	a, _ := e.ca.Authorization(ctx, e.acct, o.AuthzIDs[0])
+	passing, failing := a.Challenges[0], a.Challenges[1]
+	e.val.onCAA = func() { // while the passing one checks CAA, the other fails
+		e.val.onCAA = nil
+		if ch, _, err := e.ca.RespondChallenge(ctx, e.acct, failing.ID); err != nil || ch.Status != acme.StatusInvalid {
+			t.Errorf("failing challenge: %v %v", ch, err)
+		}
+	}
+	if _, _, err := e.ca.RespondChallenge(ctx, e.acct, passing.ID); err != nil {
+		t.Fatalf("respond: %v", err)
+	}
+	ch, authz, err := e.ca.Challenge(ctx, e.acct, passing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz.Status != acme.StatusInvalid || ch.Status != acme.StatusInvalid {
+		t.Errorf("authorization %s, challenge %s; want both invalid", authz.Status, ch.Status)
+	}
+	if o, _ = e.ca.Order(ctx, e.acct, o.ID); o.Status != acme.StatusInvalid {
+		t.Errorf("order %s, want invalid", o.Status)
 	}
 }

@@ -26,12 +26,22 @@ func (ca *CA) Challenge(ctx context.Context, acct *storage.Account, id string) (
 // RespondChallenge is the client saying a challenge is ready (RFC 8555 7.5.1).
 // The challenge moves to processing and is validated; if validation finishes
 // within Config.InlineValidation the answer already says valid or invalid, so
-// that clients need not poll. A challenge that is not pending is returned as it
-// is, which makes the request idempotent.
+// that clients need not poll. A challenge that is processing or valid is
+// returned as it is, which makes the request idempotent; one that is invalid,
+// or under an authorization that is, is refused.
 func (ca *CA) RespondChallenge(ctx context.Context, acct *storage.Account, id string) (*storage.Challenge, *storage.Authorization, error) {
 	ch, authz, err := ca.Challenge(ctx, acct, id)
 	if err != nil {
 		return nil, nil, err
+	}
+	// RFC 8555 7.1.6: invalid is a final state, of a challenge and of its
+	// authorization. Answering again is a client error, not a new attempt,
+	// and nothing may become valid through it.
+	if ch.Status == StatusInvalid {
+		return nil, nil, Malformed("challenge %s is invalid, a final state: create a new order to try again", ch.ID)
+	}
+	if ch.Status == StatusPending && authz.Status != StatusPending && authz.Status != StatusValid {
+		return nil, nil, Malformed("the authorization of challenge %s is %s, a final state: create a new order to try again", ch.ID, authz.Status)
 	}
 	if ch.Status != StatusPending || authz.Status != StatusPending {
 		return ch, authz, nil
@@ -178,6 +188,13 @@ func (ca *CA) recordOutcome(ctx context.Context, ch *storage.Challenge, authz *s
 	err := ca.store.RecordValidation(ctx, ch, StatusProcessing, authz, StatusPending)
 	if !errors.Is(err, storage.ErrConflict) {
 		return err
+	}
+	// An authorization that became invalid meanwhile (another of its
+	// challenges failed) is final (RFC 8555 7.1.6): a challenge of it that
+	// passes afterwards is not recorded valid.
+	if cur, gerr := ca.store.GetAuthorization(ctx, authz.ID); gerr == nil && cur.Status == StatusInvalid && ch.Status == StatusValid {
+		ch.Status, ch.Validated = StatusInvalid, time.Time{}
+		ch.Error = problemJSON(Malformed("the authorization became invalid while this challenge was validated"))
 	}
 	if cerr := ca.store.UpdateChallenge(ctx, ch, StatusProcessing); cerr != nil {
 		// Another node recorded the challenge: its record stands.

@@ -61,9 +61,16 @@ func NotFound(format string, a ...any) *Problem {
 func MethodNotAllowed(format string, a ...any) *Problem {
 	return problem("malformed", http.StatusMethodNotAllowed, format, a...)
 }
+
+// BadNonce's detail always begins with badNoncePrefix, Boulder's words: some
+// clients (acme.sh 3.x) look for them, not for the problem type, before they
+// retry with the fresh nonce that comes with the error (RFC 8555 6.5).
 func BadNonce(format string, a ...any) *Problem {
-	return problem("badNonce", http.StatusBadRequest, format, a...)
+	return problem("badNonce", http.StatusBadRequest, badNoncePrefix+format, a...)
 }
+
+const badNoncePrefix = "JWS has an invalid anti-replay nonce: "
+
 func Unauthorized(format string, a ...any) *Problem {
 	return problem("unauthorized", http.StatusForbidden, format, a...)
 }

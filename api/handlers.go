@@ -282,12 +282,6 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) error {
 	return s.writeChain(w, r)
 }
 
-// certificateGET serves a certificate chain to a plain GET: certificates are
-// public, and some tools fetch them without an account.
-func (s *Server) certificateGET(w http.ResponseWriter, r *http.Request) error {
-	return s.writeChain(w, r)
-}
-
 func (s *Server) writeChain(w http.ResponseWriter, r *http.Request) error {
 	serial := mux.Vars(r)["serial"]
 	der, chains, err := s.cfg.CA.Certificate(r.Context(), serial)

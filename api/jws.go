@@ -63,6 +63,12 @@ type flattenedJWS struct {
 // exactly one of jwk and kid, url equal to the request URL, a valid signature,
 // and a fresh nonce used once.
 func (s *Server) verifyPOST(r *http.Request, mode keyMode) (*signedRequest, error) {
+	// RFC 8555 6.5.1: the nonce travels in the protected header, where the
+	// signature covers it; one in a request header is a client bug or a
+	// probe, and is refused rather than ignored (as Boulder and Pebble do).
+	if len(r.Header.Values("Replay-Nonce")) > 0 {
+		return nil, acme.Malformed("a request must not carry a Replay-Nonce header: the nonce belongs in the JWS protected header")
+	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct != "application/jose+json" {
 		p := acme.Malformed("Content-Type must be application/jose+json")
@@ -192,6 +198,12 @@ func parseFlattened(body []byte) (*flattenedJWS, error) {
 		if err := json.Unmarshal(v, dst); err != nil {
 			return nil, acme.Malformed("JWS member %q must be a string", k)
 		}
+	}
+	// A missing payload is a detached payload (RFC 7515 Appendix F), which
+	// would let the signature cover content the request does not carry.
+	// POST-as-GET sends "payload": "".
+	if _, ok := members["payload"]; !ok {
+		return nil, acme.Malformed(`JWS has no "payload" member: detached payloads are not allowed (POST-as-GET sends "payload": "")`)
 	}
 	return &jws, nil
 }

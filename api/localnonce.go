@@ -82,11 +82,11 @@ func (n *LocalNonces) Redeem(_ context.Context, nonce string) error {
 	switch {
 	case seq >= n.next:
 		// A valid MAC on a number not issued yet: the key leaked, or a bug.
-		return acme.BadNonce("nonce %q is not one this server issued", truncate(nonce, 64))
+		return acme.BadNonce("%q is not a nonce this server issued (or it was issued before a restart)", truncate(nonce, 64))
 	case n.next-seq > localNonceWindow:
-		return acme.BadNonce("nonce expired: too many nonces were issued after it")
+		return acme.BadNonce("the nonce expired: too many nonces were issued after it")
 	case n.used[word]&bit != 0:
-		return acme.BadNonce("nonce was already used")
+		return acme.BadNonce("the nonce was already used")
 	}
 	n.used[word] |= bit
 	return nil

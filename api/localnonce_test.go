@@ -20,6 +20,10 @@ func badNonceDetail(t *testing.T, err error) string {
 	if !errors.As(err, &p) || p.Type != acme.ProblemNS+"badNonce" {
 		t.Fatalf("got %v, want a badNonce problem", err)
 	}
+	// acme.sh retries a refused nonce only when the detail has Boulder's words.
+	if !strings.HasPrefix(p.Detail, "JWS has an invalid anti-replay nonce: ") {
+		t.Errorf("badNonce detail %q does not begin with \"JWS has an invalid anti-replay nonce: \"", p.Detail)
+	}
 	return p.Detail
 }
 
@@ -68,7 +72,7 @@ func TestLocalNonceRefusedAfterRestart(t *testing.T) {
 	nonce := before.New()
 	after := NewLocalNonces(time.Minute)
 	after.New()
-	if d := badNonceDetail(t, after.Redeem(context.Background(), nonce)); !strings.Contains(d, "not one this server issued") {
+	if d := badNonceDetail(t, after.Redeem(context.Background(), nonce)); !strings.Contains(d, "not a nonce this server issued") {
 		t.Errorf("nonce from before the restart: %q", d)
 	}
 }

@@ -76,7 +76,7 @@ func (n *Nonces) Redeem(ctx context.Context, nonce string) error {
 	}
 	if err := n.store.RedeemNonce(ctx, nonce, expires); err != nil {
 		if isConflict(err) {
-			return acme.BadNonce("nonce was already used")
+			return acme.BadNonce("the nonce was already used")
 		}
 		return acme.ServerInternal(err, "storage error redeeming the nonce")
 	}
@@ -110,15 +110,15 @@ func (k nonceKey) seal(body []byte) string {
 // when strict).
 func (k nonceKey) open(nonce string, bodyLen, expiresAt int, now time.Time) ([]byte, time.Time, error) {
 	if nonce == "" {
-		return nil, time.Time{}, acme.BadNonce("the JWS has no nonce")
+		return nil, time.Time{}, acme.BadNonce("the protected header has no nonce")
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(nonce)
 	if err != nil || !isBase64URL(nonce) || len(b) != bodyLen+nonceMAC || !hmac.Equal(b[bodyLen:], k.mac(b[:bodyLen])) {
-		return nil, time.Time{}, acme.BadNonce("nonce %q is not one this server issued", truncate(nonce, 64))
+		return nil, time.Time{}, acme.BadNonce("%q is not a nonce this server issued (or it was issued before a restart)", truncate(nonce, 64))
 	}
 	expires := time.Unix(int64(binary.BigEndian.Uint64(b[expiresAt:expiresAt+8])), 0)
 	if now.After(expires) {
-		return nil, time.Time{}, acme.BadNonce("nonce expired")
+		return nil, time.Time{}, acme.BadNonce("the nonce expired")
 	}
 	return b[:bodyLen], expires, nil
 }

@@ -94,21 +94,38 @@ func New(cfg Config) (*Server, error) {
 	r.Handle(authzPath+"{id}", s.handle(s.authorization, true)).Methods(http.MethodPost)
 	r.Handle(challengePath+"{id}", s.handle(s.challenge, true)).Methods(http.MethodPost)
 	r.Handle(certPath+"{serial}", s.handle(s.certificate, true)).Methods(http.MethodPost)
-	r.Handle(certPath+"{serial}", s.handle(s.certificateGET, false)).Methods(http.MethodGet)
 	r.Handle(certPath+"{serial}/{alt:[0-9]+}", s.handle(s.certificate, true)).Methods(http.MethodPost)
-	r.Handle(certPath+"{serial}/{alt:[0-9]+}", s.handle(s.certificateGET, false)).Methods(http.MethodGet)
 	r.Handle(keyChangePath, s.handle(s.keyChange, true)).Methods(http.MethodPost)
 	r.Handle(accountPath+"{id}/orders", s.handle(s.accountOrders, true)).Methods(http.MethodPost)
 	r.Handle(revokePath, s.handle(s.revokeCert, true)).Methods(http.MethodPost)
 	r.Handle(newAuthzPath, s.handle(s.newAuthz, true)).Methods(http.MethodPost)
 	r.PathPrefix(renewalInfoPath).Handler(s.handle(s.renewalInfo, false)).Methods(http.MethodGet)
+	// RFC 8555 6.3: apart from the directory and newNonce (and ARI's
+	// renewalInfo), every resource is POST-as-GET only, and a GET is a 405
+	// malformed; RFC 9110 15.5.6: a 405 says in Allow what the resource takes.
 	r.MethodNotAllowedHandler = s.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return acme.MethodNotAllowed("method %s is not allowed here", r.Method)
+		allowed := s.allowedMethods(r)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		return acme.MethodNotAllowed("method %s is not allowed here; use %s", r.Method, strings.Join(allowed, " or "))
 	}, false)
 	r.NotFoundHandler = s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return acme.NotFound("no resource at %s", r.URL.Path)
 	}, false)
 	return s, nil
+}
+
+// allowedMethods lists the methods the routes take at r's path.
+func (s *Server) allowedMethods(r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if s.router.Match(probe, &match) && match.MatchErr == nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // ServeHTTP implements http.Handler.

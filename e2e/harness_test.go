@@ -261,6 +261,7 @@ database:
 {{.ACME}}
 policy:
   allow_single_label: true
+  allow_special_use: [localhost]
   allowed_ip_ranges: [127.0.0.0/8, "::1/128"]
 validation:
   resolvers: ["{{.DNS}}"]

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -104,18 +103,15 @@ func TestLegoTwoNamesHTTP01(t *testing.T) {
 	if len(leaf.DNSNames) != 2 || time.Until(leaf.NotAfter) < 80*24*time.Hour {
 		t.Fatalf("leaf: names %v, not after %s", leaf.DNSNames, leaf.NotAfter)
 	}
-	// The certificate URL serves the same chain to a plain GET.
+	// The certificate URL is POST-as-GET only (RFC 8555 6.3, 7.4.2): a plain
+	// GET is 405 with Allow: POST; lego fetched the chain with POST-as-GET.
 	resp, err := ca.HTTPClient().Get(res.CertURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/pem-certificate-chain" {
-		t.Fatalf("GET %s: %d %s", res.CertURL, resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	if got := readChain(t, body); len(got) != 2 || !got[0].Equal(leaf) {
-		t.Fatal("the certificate URL serves a different chain")
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+		t.Fatalf("GET %s: %d, Allow %q; want 405, Allow: POST", res.CertURL, resp.StatusCode, resp.Header.Get("Allow"))
 	}
 }
 

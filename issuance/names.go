@@ -10,7 +10,8 @@ import (
 // NormalizeDNSName returns the canonical form of a requested DNS name (lower
 // case) or says why it is refused: only letters, digits and hyphens, labels of
 // 1 to 63 characters that neither start nor end with a hyphen, at most 253
-// characters, no trailing dot, a wildcard only as the whole leftmost label of a
+// characters, no trailing dot, every "xn--" label a valid IDNA2008 A-label
+// (checkALabel), a wildcard only as the whole leftmost label of a
 // name of three labels or more, and no IP address written as a name. Whether a
 // single-label name such as "localhost" may be certified is policy's call.
 func NormalizeDNSName(name string) (string, error) {
@@ -66,6 +67,9 @@ func checkLabel(l string) error {
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
 			return fmt.Errorf("label %q has the character %q; only letters, digits and hyphens are allowed", l, c)
 		}
+	}
+	if strings.HasPrefix(l, "xn--") {
+		return checkALabel(l)
 	}
 	return nil
 }

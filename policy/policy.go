@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/anvil-pki/anvil/issuance"
@@ -32,6 +33,40 @@ type Config struct {
 	// AllowSingleLabel permits names of one label ("localhost", "intranet"),
 	// which no public CA may certify. For closed networks and development.
 	AllowSingleLabel bool `yaml:"allow_single_label"`
+	// AllowSpecialUse lets names equal to or under these special-use suffixes
+	// be issued (each must be one of SpecialUseSuffixes): "localhost" for
+	// development, "test" or "internal" for a closed network. By default every
+	// special-use name is refused.
+	AllowSpecialUse []string `yaml:"allow_special_use"`
+}
+
+// specialUse is each special-use or reserved suffix, with the document that
+// reserves it. No public CA may certify a name under them (they never resolve
+// in the global DNS, or mean something else locally), so they are refused by
+// default whatever AllowedSuffixes says.
+var specialUse = []struct{ suffix, why string }{
+	{"local", "RFC 6762, multicast DNS"},
+	{"localhost", "RFC 6761, loopback"},
+	{"invalid", "RFC 6761, never resolves"},
+	{"test", "RFC 6761, testing"},
+	{"example", "RFC 6761, documentation"},
+	{"example.com", "RFC 6761, documentation"},
+	{"example.net", "RFC 6761, documentation"},
+	{"example.org", "RFC 6761, documentation"},
+	{"onion", "RFC 7686, Tor onion services"},
+	{"alt", "RFC 9476, non-DNS namespaces"},
+	{"home.arpa", "RFC 8375, home networks"},
+	{"internal", "ICANN-reserved for private use"},
+}
+
+// SpecialUseSuffixes lists the special-use suffixes refused by default, the
+// values policy.allow_special_use may name.
+func SpecialUseSuffixes() []string {
+	out := make([]string, len(specialUse))
+	for i, s := range specialUse {
+		out[i] = s.suffix
+	}
+	return out
 }
 
 // Rules is a checked Config.
@@ -41,6 +76,8 @@ type Rules struct {
 	denied    []string
 	wildcards bool
 	ipRanges  []netip.Prefix
+	// specialAllowed holds the special-use suffixes the operator allowed.
+	specialAllowed map[string]bool
 }
 
 // New checks a Config.
@@ -55,6 +92,14 @@ func New(c Config) (*Rules, error) {
 			n = strings.ToLower(strings.TrimPrefix(s, "."))
 		}
 		r.allowed = append(r.allowed, n)
+	}
+	r.specialAllowed = map[string]bool{}
+	for _, s := range c.AllowSpecialUse {
+		n := strings.ToLower(strings.Trim(s, "."))
+		if !slices.Contains(SpecialUseSuffixes(), n) {
+			return nil, fmt.Errorf("policy.allow_special_use: %q is not a special-use suffix (want some of %s)", s, strings.Join(SpecialUseSuffixes(), ", "))
+		}
+		r.specialAllowed[n] = true
 	}
 	for _, s := range c.DeniedNames {
 		r.denied = append(r.denied, strings.ToLower(strings.TrimPrefix(s, ".")))
@@ -88,6 +133,11 @@ func (r *Rules) CheckDNSName(name string) (string, bool, error) {
 		return "", false, fmt.Errorf("%w: wildcard names are not issued here", issuance.ErrRejectedName)
 	}
 	base := strings.TrimPrefix(n, "*.")
+	for _, su := range specialUse {
+		if under(base, su.suffix) && !r.specialAllowed[su.suffix] {
+			return "", false, fmt.Errorf("%w: %q is a special-use name under %q (%s) and is not issued here", issuance.ErrRejectedName, n, su.suffix, su.why)
+		}
+	}
 	if !r.single && !strings.Contains(base, ".") {
 		return "", false, fmt.Errorf("%w: %q has a single label", issuance.ErrRejectedName, n)
 	}

@@ -14,6 +14,7 @@ func TestRules(t *testing.T) {
 		AllowedSuffixes: []string{"example.com", "test"},
 		DeniedNames:     []string{"secret.example.com"},
 		AllowedIPRanges: []string{"10.0.0.0/8", "2001:db8::/32"},
+		AllowSpecialUse: []string{"example.com", "test"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestRules(t *testing.T) {
 	if _, _, err := nw.CheckDNSName("localhost"); err == nil {
 		t.Error("single-label name accepted by default")
 	}
-	single, _ := New(Config{AllowSingleLabel: true})
+	single, _ := New(Config{AllowSingleLabel: true, AllowSpecialUse: []string{"localhost"}})
 	if _, _, err := single.CheckDNSName("localhost"); err != nil {
 		t.Errorf("single-label name refused with allow_single_label: %v", err)
 	}

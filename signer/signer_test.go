@@ -96,7 +96,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { store.Close() })
 	e.store = store
-	rules, _ := policy.New(policy.Config{AllowedSuffixes: []string{"example.com"}})
+	rules, _ := policy.New(policy.Config{AllowedSuffixes: []string{"example.com"}, AllowSpecialUse: []string{"example.com"}})
 	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss},
 		Profiles: []*issuance.Profile{issuancetest.Profile(t, "tls", issuance.ProfileConfig{Description: "TLS"})},
 		Ledger:   acme.Ledger{Store: store}, Policy: rules, Logger: quiet})
