@@ -16,6 +16,7 @@ package metrics
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,8 @@ type Metrics struct {
 	OCSPResponses *prometheus.CounterVec // outcome
 
 	state *stateCollector
+	// names are the sample names a scrape can show, for Names.
+	names []string
 }
 
 // New makes the metrics of one process, with the Go runtime and process
@@ -70,11 +73,15 @@ func New() *Metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "anvil_" + name, Help: help}, labels)
 		m.reg.MustRegister(c)
+		m.names = append(m.names, "anvil_"+name)
 		return c
 	}
 	histogram := func(name, help string, labels ...string) *prometheus.HistogramVec {
 		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "anvil_" + name, Help: help, Buckets: latencyBuckets}, labels)
 		m.reg.MustRegister(h)
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			m.names = append(m.names, "anvil_"+name+suffix)
+		}
 		return h
 	}
 	m.HTTPRequests = counter("http_requests_total", "ACME HTTP requests by route template, method and status.", "route", "method", "status")
@@ -107,6 +114,23 @@ func New() *Metrics {
 	m.reg.MustRegister(m.state)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Names lists the names of the samples this package's metrics can show in a
+// scrape (histograms as their _bucket, _sum and _count), for checking that
+// alert rules and dashboards name only metrics that exist.
+func (m *Metrics) Names() []string {
+	out := slices.Clone(m.names)
+	ch := make(chan *prometheus.Desc, 32)
+	go func() { m.state.Describe(ch); close(ch) }()
+	for d := range ch {
+		// Desc has no accessor for its name; its String form starts with it.
+		if _, rest, ok := strings.Cut(d.String(), `fqName: "`); ok {
+			name, _, _ := strings.Cut(rest, `"`)
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // Registry is where the process's collectors register; /metrics serves it.
