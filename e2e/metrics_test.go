@@ -153,7 +153,13 @@ func (s *scrape) each(t *testing.T, name string, want map[string]string, what st
 
 func (ca *CA) scrapeMetrics(t *testing.T) *scrape {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", ca.AdminPort))
+	return scrapePort(t, ca.AdminPort)
+}
+
+// scrapePort reads /metrics from an admin listener on loopback.
+func scrapePort(t *testing.T, port int) *scrape {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,4 +338,36 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A front end before a remote signer times its calls to the signer; the
+// signer, which issues, counts the issuance, its parts and its HSM signature.
+func TestMetricsSignerHop(t *testing.T) {
+	c := newCluster(t, 1)
+	client := c.legoSpread(t)
+	for _, name := range []string{"hop1.metrics.anvil-e2e.com", "hop2.metrics.anvil-e2e.com"} {
+		if _, err := client.Certificate.Obtain(context.Background(), certificate.ObtainRequest{Domains: []string{name}, Bundle: true, KeyType: certcrypto.EC256}); err != nil {
+			t.Fatalf("obtain %s: %v", name, err)
+		}
+	}
+	front := scrapePort(t, c.frontAdmin[0])
+	front.atLeast(t, 2, "anvil_signer_requests_total", labels{"operation": "issue", "outcome": "issued"})
+	front.atLeast(t, 2, "anvil_signer_request_duration_seconds_count", labels{"operation": "issue"})
+	front.each(t, "anvil_signer_request_duration_seconds_sum", labels{"operation": "issue"}, "> 0", func(v float64) bool { return v > 0 })
+	front.atLeast(t, 2, "anvil_orders_finalized_total", labels{"outcome": "valid"})
+	front.atLeast(t, 2, "anvil_http_requests_total", labels{"route": "/acme/order/{id}/finalize", "status": "200"})
+	if _, n := front.sum("anvil_issuances_total", nil); n != 0 {
+		t.Errorf("the front end reports issuances, which only the signer makes")
+	}
+	signer := scrapePort(t, c.signerAdmin)
+	signer.atLeast(t, 2, "anvil_issuances_total", labels{"issuer": "int-ecdsa", "profile": "default", "outcome": "issued"})
+	signer.atLeast(t, 2, "anvil_issuance_phase_duration_seconds_count", labels{"phase": "hsm_sign", "issuer": "int-ecdsa"})
+	signer.atLeast(t, 2, "anvil_hsm_sign_duration_seconds_count", labels{"token": "anvil-dev-online", "key": "int-ecdsa"})
+	signer.atLeast(t, 2, "anvil_db_operation_duration_seconds_count", labels{"operation": "RecordIssuedCertificate"})
+	signer.each(t, "anvil_ca_certificate_not_after_seconds", labels{"role": "issuer"}, "> 0", func(v float64) bool { return v > 0 })
+	if t.Failed() {
+		t.Logf("front end:\n%s\nsigner:\n%s", grepLines(front.text, "anvil_"), grepLines(signer.text, "anvil_"))
+		return
+	}
+	t.Logf("front end:\n%s\nsigner:\n%s", grepLines(front.text, "anvil_signer_"), grepLines(signer.text, "anvil_issuances_total"))
 }
