@@ -143,9 +143,10 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 			NewAccountsPerIP:         cfg.ACME.RateLimits.NewAccountsPerIP.limit(),
 			FailedValidationsPerName: cfg.ACME.RateLimits.FailedValidationsPerName.limit(),
 		},
-		AccountURL:    func(id string) string { return apiServer.AccountURL(id) },
-		OnRevoke:      onRevoke,
-		Logger:        logger,
+		AccountURL: func(id string) string { return apiServer.AccountURL(id) },
+		OnRevoke:   onRevoke,
+		Logger:     logger,
+
 		OnRateLimited: func(limit string) { c.metrics.RateLimited.WithLabelValues(limit).Inc() },
 	}, c.store, issuer, instrumentedValidator{validatorAdapter{v}, c.metrics})
 	if err != nil {
