@@ -118,6 +118,10 @@ type Config struct {
 	// OnRevoke, when set, is told the issuer of each revoked certificate (the
 	// CRL publisher regenerates soon after).
 	OnRevoke func(issuer string)
+	// OnRateLimited, when set, is told the name of each rate limit that
+	// refuses a request (metrics): new_orders_per_account,
+	// new_accounts_per_ip, failed_validations_per_name.
+	OnRateLimited func(limit string)
 
 	// AccountURL builds an account's URL, which CAA accounturi names.
 	AccountURL func(id string) string

@@ -31,6 +31,7 @@ func (ca *CA) limitAccounts(ctx context.Context, ip string) error {
 		return ServerInternal(err, "storage error checking a rate limit")
 	}
 	if n >= l.Count {
+		ca.rateLimited("new_accounts_per_ip")
 		return RateLimited(l.Period, "too many new accounts from %s: at most %d per %s", ip, l.Count, l.Period)
 	}
 	return nil
@@ -44,6 +45,7 @@ func (ca *CA) limitOrders(ctx context.Context, accountID string, idents []checke
 			return ServerInternal(err, "storage error checking a rate limit")
 		}
 		if n >= l.Count {
+			ca.rateLimited("new_orders_per_account")
 			return RateLimited(l.Period, "too many new orders: at most %d per %s per account", l.Count, l.Period)
 		}
 	}
@@ -58,9 +60,17 @@ func (ca *CA) limitOrders(ctx context.Context, accountID string, idents []checke
 				return ServerInternal(err, "storage error checking a rate limit")
 			}
 			if n >= l.Count {
+				ca.rateLimited("failed_validations_per_name")
 				return RateLimited(l.Period, "too many failed validations for %s: at most %d per %s", base.Value, l.Count, l.Period)
 			}
 		}
 	}
 	return nil
+}
+
+// rateLimited tells Config.OnRateLimited which limit refused a request.
+func (ca *CA) rateLimited(limit string) {
+	if ca.cfg.OnRateLimited != nil {
+		ca.cfg.OnRateLimited(limit)
+	}
 }

@@ -58,6 +58,8 @@ type Config struct {
 	// RetryAfter is what clients are told to wait while something is processing.
 	RetryAfter time.Duration
 	Logger     *slog.Logger
+	// Observer, when set, is told of each request and problem (metrics).
+	Observer Observer
 }
 
 // Server serves the ACME API.
@@ -66,6 +68,7 @@ type Server struct {
 	nonces NonceSource
 	log    *slog.Logger
 	router *mux.Router
+	obs    Observer
 }
 
 // New builds the server and its routes.
@@ -82,7 +85,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, nonces: cfg.Nonces, log: cfg.Logger, router: mux.NewRouter()}
+	s := &Server{cfg: cfg, nonces: cfg.Nonces, log: cfg.Logger, router: mux.NewRouter(), obs: cfg.Observer}
+	if s.obs == nil {
+		s.obs = noObserver{}
+	}
 	r := s.router
 	r.Handle(directoryPath, s.handle(s.directory, false)).Methods(http.MethodGet)
 	r.Handle(newNoncePath, s.handle(s.newNonce, false)).Methods(http.MethodGet, http.MethodHead)
@@ -142,6 +148,8 @@ func (s *Server) AccountURL(id string) string { return s.url(accountPath + id) }
 func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error, isPOST bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		w, done := s.observe(w, r)
+		defer done()
 		w.Header().Add("Link", link(s.url(directoryPath), "index"))
 		if isPOST {
 			w.Header().Set("Replay-Nonce", s.nonces.New())
@@ -165,6 +173,7 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	if p.Status == 0 {
 		p.Status = http.StatusBadRequest
 	}
+	s.obs.ObserveProblem(p.Type)
 	if p.Status >= 500 || p.Cause != nil {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "problem", p.Type, "detail", p.Detail, "cause", errString(p.Cause))
 	}

@@ -49,6 +49,9 @@ type cluster struct {
 	signer   *proc
 	fronts   []*proc
 	ports    []int
+	// admin ports (/metrics) of the signer and of each front end
+	signerAdmin int
+	frontAdmin  []int
 }
 
 // proc is a child process with its log.
@@ -105,6 +108,7 @@ tls:
   key: signer.key
   client_ca: process-ca.pem
 allowed_clients: [frontend-1, frontend-2]
+admin_listen: 127.0.0.1:{{.AdminPort}}
 database:
   driver: postgres
   dsn_env: ANVIL_TEST_DSN
@@ -119,6 +123,7 @@ log:
 var frontTemplate = template.Must(template.New("front").Parse(`
 listen: 127.0.0.1:{{.Port}}
 base_url: {{.Base}}
+admin_listen: 127.0.0.1:{{.AdminPort}}
 tls:
   cert: {{.Name}}.pem
   key: {{.Name}}.key
@@ -161,7 +166,8 @@ func newCluster(t testing.TB, n int) *cluster {
 	c.webRoots.AddCert(c.tlsCA.cert)
 	c.tlsCA.leaf(t, dir, "signer")
 	signerPort := freePort(t)
-	c.write("signer.yaml", signerTemplate, map[string]any{"Port": signerPort, "PKIPort": freePort(t)})
+	c.signerAdmin = freePort(t)
+	c.write("signer.yaml", signerTemplate, map[string]any{"Port": signerPort, "PKIPort": freePort(t), "AdminPort": c.signerAdmin})
 	c.signer = c.start("signer", "signer", "signer.yaml")
 	waitTCP(t, signerPort, c.signer)
 	for i := 1; i <= n; i++ {
@@ -169,11 +175,12 @@ func newCluster(t testing.TB, n int) *cluster {
 		c.tlsCA.leaf(t, dir, name)
 		port := freePort(t)
 		c.ports = append(c.ports, port)
+		c.frontAdmin = append(c.frontAdmin, freePort(t))
 		if c.base == "" {
 			c.base = fmt.Sprintf("https://localhost:%d", port)
 		}
 		c.write(name+".yaml", frontTemplate, map[string]any{"Port": port, "Base": c.base, "Name": name,
-			"SignerPort": signerPort, "DNS": c.dns.Addr, "HTTPPort": c.httpPort})
+			"SignerPort": signerPort, "DNS": c.dns.Addr, "HTTPPort": c.httpPort, "AdminPort": c.frontAdmin[i-1]})
 		f := c.start(name, "serve", name+".yaml")
 		c.fronts = append(c.fronts, f)
 		c.waitFront(i - 1)

@@ -59,6 +59,7 @@ type ServiceConfig struct {
 	SerialPrefix byte
 	Now          func() time.Time
 	Logger       *slog.Logger // audit events go here
+	Observer     Observer     // optional: metrics
 }
 
 // Service issues certificates.
@@ -72,6 +73,7 @@ type Service struct {
 	serialPrefix   byte
 	now            func() time.Time
 	log            *slog.Logger
+	obs            Observer
 }
 
 // NewService checks the configuration and returns a Service.
@@ -106,6 +108,9 @@ func NewService(c ServiceConfig) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if s.obs = c.Observer; s.obs == nil {
+		s.obs = noObserver{}
+	}
 	for _, p := range c.Profiles {
 		if _, dup := s.profiles[p.Name]; dup {
 			return nil, fmt.Errorf("issuance: profile %q defined twice", p.Name)
@@ -138,9 +143,11 @@ func (s *Service) Profiles() []*Profile {
 func (s *Service) Issuers() []*Issuer { return s.issuers }
 
 // Issue checks, lints, records, signs, verifies and records one certificate.
-func (s *Service) Issue(ctx context.Context, req Request) (*Issued, error) {
-	p, err := s.Prepare(ctx, req)
-	if err != nil {
+func (s *Service) Issue(ctx context.Context, req Request) (_ *Issued, err error) {
+	var p *Prepared
+	start := time.Now()
+	defer func() { s.observeIssue(req, p, err, start) }()
+	if p, err = s.Prepare(ctx, req); err != nil {
 		return nil, err
 	}
 	return p.Sign(ctx)
@@ -203,6 +210,7 @@ func (s *Service) Prepare(ctx context.Context, req Request) (*Prepared, error) {
 		return nil, fmt.Errorf("%w: reserve serial: %w", ErrLedger, err)
 	}
 
+	lintStart := time.Now()
 	tmpl := buildTemplate(profile, issuer, csr, serial, notBefore, notAfter)
 	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, issuer.lintParent, csr.PublicKey, issuer.lintSigner)
 	if err != nil {
@@ -211,6 +219,7 @@ func (s *Service) Prepare(ctx context.Context, req Request) (*Prepared, error) {
 	if err := profile.linter.check(lintDER); err != nil {
 		return nil, err
 	}
+	s.phase(PhaseLint, issuer.name, lintStart)
 	if err := s.ledger.RecordIntent(ctx, serial, lintDER); err != nil {
 		return nil, fmt.Errorf("%w: record intent: %w", ErrLedger, err)
 	}
@@ -232,7 +241,9 @@ func (p *Prepared) Sign(ctx context.Context) (*Issued, error) {
 	if !p.used.CompareAndSwap(false, true) {
 		return nil, fmt.Errorf("%w: serial %x", ErrAlreadySigned, p.serial)
 	}
+	signStart := time.Now()
 	der, err := signLinted(ctx, p.issuer.signer, p.issuer.hash, p.lintDER)
+	p.svc.phase(PhaseSign, p.issuer.name, signStart)
 	if err != nil {
 		if errors.Is(err, hsm.ErrUnavailable) || errors.Is(err, hsm.ErrBusy) {
 			return nil, fmt.Errorf("%w: sign serial %x with issuer %s: %w", ErrSignerUnavailable, p.serial, p.issuer.name, err)
@@ -250,9 +261,11 @@ func (p *Prepared) Sign(ctx context.Context) (*Issued, error) {
 	if err := cert.CheckSignatureFrom(p.issuer.cert); err != nil {
 		return nil, fmt.Errorf("%w: serial %x: %v", ErrSignature, p.serial, err)
 	}
+	storeStart := time.Now()
 	if err := p.svc.ledger.RecordIssued(ctx, p.serial, der); err != nil {
 		return nil, fmt.Errorf("%w: record issued certificate %x: %w", ErrLedger, p.serial, err)
 	}
+	p.svc.phase(PhaseStore, p.issuer.name, storeStart)
 	p.svc.log.Info("certificate issued", "audit", "issuance", "serial", fmt.Sprintf("%x", p.serial),
 		"issuer", p.issuer.name, "profile", p.profile.Name, "names", p.names, "requester", p.requester,
 		"not_before", cert.NotBefore, "not_after", cert.NotAfter)

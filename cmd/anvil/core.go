@@ -12,6 +12,7 @@ import (
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/metrics"
 	"github.com/anvil-pki/anvil/policy"
 	"github.com/anvil-pki/anvil/revocation"
 	"github.com/anvil-pki/anvil/storage"
@@ -100,13 +101,14 @@ type core struct {
 	rules       *policy.Rules
 	svc         *issuance.Service
 	publisher   *revocation.Publisher
+	metrics     *metrics.Metrics
 	closers     []func()
 }
 
 // openCore opens the database and, with issue set, everything issuance needs.
 // Anything wrong in the configuration or the HSM stops it here.
 func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue bool) (_ *core, err error) {
-	c := &core{cfg: cfg, log: logger}
+	c := &core{cfg: cfg, log: logger, metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			c.close()
@@ -120,6 +122,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	}
 	store := c.store
 	c.closers = append(c.closers, func() { store.Close() })
+	c.store = instrumentStore(store, c.metrics)
 	if !issue {
 		return c, nil
 	}
@@ -132,13 +135,15 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	if c.svc, err = issuance.NewService(issuance.ServiceConfig{
 		Issuers: c.issuers, Profiles: c.profiles, DefaultProfile: cfg.DefaultProfile,
 		Ledger: acme.Ledger{Store: c.store}, Policy: c.rules,
-		SerialPrefix: byte(cfg.SerialPrefix), Logger: logger,
+		SerialPrefix: byte(cfg.SerialPrefix), Logger: logger, Observer: c.metrics,
 	}); err != nil {
 		return nil, err
 	}
 	if c.publisher, err = c.buildPublisher(ctx, c.issuers); err != nil {
 		return nil, err
 	}
+	observePublisher(c.metrics, c.store, c.publisher, c.issuers, cfg.PKI.Files)
+	c.metrics.SetCertificates(caCertificates(c.issuers, cfg.PKI.Files))
 	return c, nil
 }
 
@@ -205,7 +210,7 @@ func (s *core) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 			}
 			chain = append(chain, c)
 		}
-		iss, err := issuance.NewIssuer(ctx, ic.Name, cert, key, issuance.URLs{IssuerURL: ic.IssuerURL, OCSPURL: ic.OCSPURL, CRLURL: ic.CRLURL}, chain...)
+		iss, err := issuance.NewIssuer(ctx, ic.Name, cert, timeKey(key, s.metrics), issuance.URLs{IssuerURL: ic.IssuerURL, OCSPURL: ic.OCSPURL, CRLURL: ic.CRLURL}, chain...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -315,7 +320,7 @@ func (s *core) buildPublisher(ctx context.Context, issuers []*issuance.Issuer) (
 		var signer *issuance.OCSPSigner
 		var err error
 		if respKey != nil {
-			signer, err = iss.NewOCSPSigner(ctx, respCert, respKey)
+			signer, err = iss.NewOCSPSigner(ctx, respCert, timeKey(respKey, s.metrics))
 		} else {
 			signer, err = iss.NewOCSPSigner(ctx, nil, nil)
 		}

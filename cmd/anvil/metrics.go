@@ -58,7 +58,7 @@ func (c *hsmCollector) Collect(ch chan<- prometheus.Metric) {
 
 func metricsHandler(s *server) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	reg.MustRegister(newHSMCollector(s))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	// The rest, Go runtime included, is in package metrics.
+	return promhttp.HandlerFor(prometheus.Gatherers{s.metrics.Registry(), reg}, promhttp.HandlerOpts{})
 }

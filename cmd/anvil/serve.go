@@ -105,7 +105,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		if err != nil {
 			return nil, fmt.Errorf("signer: %w", err)
 		}
-		issuer = client
+		issuer = instrumentedSigner{client, c.metrics}
 	} else {
 		issuer = acme.LocalIssuer{Service: c.svc}
 		onRevoke = c.publisher.Revoked
@@ -146,7 +146,9 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		AccountURL: func(id string) string { return apiServer.AccountURL(id) },
 		OnRevoke:   onRevoke,
 		Logger:     logger,
-	}, c.store, issuer, validatorAdapter{v})
+
+		OnRateLimited: func(limit string) { c.metrics.RateLimited.WithLabelValues(limit).Inc() },
+	}, c.store, issuer, instrumentedValidator{validatorAdapter{v}, c.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +163,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		ExternalAccountRequired: cfg.ACME.ExternalAccountRequired,
 		PreAuthorization:        cfg.ACME.PreAuthorization,
 		Logger:                  logger,
+		Observer:                c.metrics,
 	})
 	if err != nil {
 		return nil, err
@@ -275,7 +278,7 @@ func (s *server) run(ctx context.Context) error {
 		if ocspPath == "" {
 			ocspPath = "/ocsp"
 		}
-		pki = &http.Server{Handler: s.publisher.Handler(ocspPath), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		pki = &http.Server{Handler: pkiHandler(s.publisher, ocspPath, s.metrics), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 		go func() { errc <- pki.Serve(pln) }()
 	}
 	bg, cancelBG := context.WithCancel(context.Background())

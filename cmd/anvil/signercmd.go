@@ -96,7 +96,7 @@ func runSigner(args []string) error {
 		if ocspPath == "" {
 			ocspPath = "/ocsp"
 		}
-		pki := &http.Server{Handler: c.publisher.Handler(ocspPath), ReadHeaderTimeout: 10 * time.Second}
+		pki := &http.Server{Handler: pkiHandler(c.publisher, ocspPath, c.metrics), ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, pki)
 		go func() { errc <- pki.Serve(pln) }()
 	}
