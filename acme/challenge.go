@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/storage"
 )
 
@@ -137,6 +138,9 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 		}
 		ca.log.Info("challenge valid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 			"type", ch.Type, "attempt", ch.Attempts)
+		if err := ca.record(ctx, audit.AuthzValid, validationEvent(acct, authz, ch, nil)); err != nil {
+			return validationResult{err: err}
+		}
 		return validationResult{ch: ch, authz: authz}
 	}
 
@@ -165,7 +169,24 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 	}
 	ca.log.Info("challenge invalid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 		"type", ch.Type, "attempts", ch.Attempts, "error", ve.Error())
+	if err := ca.record(ctx, audit.AuthzInvalid, validationEvent(acct, authz, ch, ve)); err != nil {
+		return validationResult{err: err}
+	}
 	return validationResult{ch: ch, authz: authz}
+}
+
+// validationEvent is the audit record of a validation's final outcome. The
+// validator does not report the addresses it contacted, so they are not here.
+func validationEvent(acct *storage.Account, authz *storage.Authorization, ch *storage.Challenge, ve *ValidationError) map[string]any {
+	ev := map[string]any{
+		"account": acct.ID, "authorization": authz.ID, "challenge": ch.Type,
+		"identifier": authz.Identifier.Type + ":" + authz.Identifier.Value, "wildcard": authz.Wildcard, "attempts": ch.Attempts,
+	}
+	if ve != nil {
+		ev["problem"] = ProblemNS + ve.Type
+		ev["detail"] = ve.Detail
+	}
+	return ev
 }
 
 // recordOutcome writes a final outcome: the challenge from processing and its

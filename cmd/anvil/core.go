@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
@@ -33,6 +34,7 @@ type caConfig struct {
 	SerialPrefix   int                               `yaml:"serial_prefix"`
 	Policy         policy.Config                     `yaml:"policy"`
 	PKI            pkiConfig                         `yaml:"pki"`
+	Audit          auditConfig                       `yaml:"audit"`
 }
 
 // validateIssuance checks the sections that in-process issuance needs.
@@ -100,6 +102,7 @@ type core struct {
 	rules       *policy.Rules
 	svc         *issuance.Service
 	publisher   *revocation.Publisher
+	audit       audit.Recorder // audit.Discard without an audit section
 	closers     []func()
 }
 
@@ -120,6 +123,9 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	}
 	store := c.store
 	c.closers = append(c.closers, func() { store.Close() })
+	if c.audit, err = c.openAudit(&cfg.Audit, cfg.Audit.path()); err != nil {
+		return nil, err
+	}
 	if !issue {
 		return c, nil
 	}
@@ -331,6 +337,7 @@ func (s *core) buildPublisher(ctx context.Context, issuers []*issuance.Issuer) (
 		CRLCheckInterval: s.cfg.PKI.CRLCheckInterval.Duration,
 		OCSPValidity:     s.cfg.PKI.OCSPValidity.Duration,
 		Holder:           fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Audit:            s.audit,
 		Logger:           s.log,
 	}, s.store, signers, s.cfg.PKI.Files)
 }
