@@ -3,14 +3,18 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // withAudit turns on the audit log, signed by the dev audit key (ceremony 09).
@@ -60,6 +64,30 @@ func readAudit(t *testing.T, path string) ([]string, []auditLine) {
 	return raw, out
 }
 
+// crlLists says whether the CRL at url lists cert.
+func crlLists(t *testing.T, url string, cert *x509.Certificate) bool {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return false
+	}
+	crl, err := x509.ParseRevocationList(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Real ACME flows with lego against anvil serve: every security event is in
 // the audit log before the client sees the answer, the log verifies after a
 // clean shutdown, and an edited or cut log does not, naming the line.
@@ -77,6 +105,14 @@ func TestAuditLog(t *testing.T) {
 	reason := uint(1)
 	if err := client.Certificate.RevokeWithReason(ctx, res.Certificate, &reason); err != nil {
 		t.Fatal(err)
+	}
+	// Wait for the CRL that lists it, so that its crl.published line is there.
+	deadline := time.Now().Add(60 * time.Second)
+	for !crlLists(t, leaf.CRLDistributionPoints[0], leaf) {
+		if time.Now().After(deadline) {
+			t.Fatal("the CRL did not list the revoked certificate within 60 s")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	// The events of a request are in the file when its response arrives.
 	_, live := readAudit(t, logPath)
@@ -140,12 +176,13 @@ func TestAuditLog(t *testing.T) {
 	if lines[len(lines)-1].Type != "audit.checkpoint" || lines[len(lines)-1].Data["reason"] != "shutdown" {
 		t.Fatalf("last line: %s", raw[len(raw)-1])
 	}
-	deactivated := false
+	deactivated, crl := false, false
 	for _, l := range lines {
 		deactivated = deactivated || l.Type == "account.deactivated"
+		crl = crl || l.Type == "crl.published" && l.Data["issuer"] == "int-ecdsa" && l.Data["entries"].(float64) >= 1
 	}
-	if !deactivated {
-		t.Error("no account.deactivated line")
+	if !deactivated || !crl {
+		t.Errorf("account.deactivated line: %v; crl.published line with the revoked entry: %v", deactivated, crl)
 	}
 
 	clean, _ := os.ReadFile(logPath)
