@@ -380,3 +380,37 @@ func TestHandAppendThenRestart(t *testing.T) {
 		t.Fatalf("verify: %v; want line 10 added by hand", err)
 	}
 }
+
+// BenchmarkRecord is the cost of one audited event under each sync policy,
+// from 8 goroutines at once (group commit shares the fsyncs).
+func BenchmarkRecord(b *testing.B) {
+	st := softhsmtest.New(b)
+	tok, err := hsm.Open(hsm.Config{ModulePath: st.Dir.ModulePath, TokenLabel: st.Label, PIN: hsm.PINSource{File: st.PINFile}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tok.Close()
+	key, err := tok.GenerateKey(hsm.KeySpec{Label: "audit", Algorithm: hsm.ECDSAP256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, policy := range []string{audit.SyncAlways, audit.SyncInterval} {
+		b.Run(policy, func(b *testing.B) {
+			l, err := audit.Open(audit.Config{Path: filepath.Join(b.TempDir(), "audit.log"), Signer: key, Sync: policy, Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			ev := audit.Event{Type: audit.CertIssued, Data: map[string]any{"serial": "0123456789abcdef0123456789abcdef", "names": []string{"a.example.com"}}}
+			b.SetParallelism(4) // 8 goroutines on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := l.Record(context.Background(), ev); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

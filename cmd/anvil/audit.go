@@ -121,6 +121,9 @@ func (c *core) openAudit(ac *auditConfig, path string) (audit.Recorder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit.key: %w", err)
 	}
+	if (u.ModulePath == "" && c.cfg.HSM.Module == "") || (u.PINSource == "" && c.cfg.HSM.PIN.IsZero()) {
+		return nil, fmt.Errorf("audit.key: with no hsm section (a front end with a signer), the URI names its module and PIN: ...?module-path=/path/to/module.so&pin-source=file:/path/to/pin")
+	}
 	tok, err := c.tokenFor(u)
 	if err != nil {
 		return nil, fmt.Errorf("audit.key: %w", err)
