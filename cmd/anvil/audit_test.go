@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/config"
+	"github.com/anvil-pki/anvil/hsm"
+	softhsmtest "github.com/anvil-pki/anvil/softhsm-test"
 )
 
 // The audit section is decoded strictly and each problem names its field.
@@ -46,5 +53,42 @@ func TestAuditPathPerNode(t *testing.T) {
 	ac := auditConfig{Path: "/var/lib/anvil/audit/{node}.jsonl", Node: "frontend-2"}
 	if ac.path() != "/var/lib/anvil/audit/frontend-2.jsonl" || ac.adminPath() != "/var/lib/anvil/audit/frontend-2.jsonl.admin" {
 		t.Fatalf("path %q, admin path %q", ac.path(), ac.adminPath())
+	}
+}
+
+// verify with --file and --public-key alone (no configuration, no HSM): a
+// clean log is verified, an edited one is refused with its line named.
+func TestAuditVerifyCommand(t *testing.T) {
+	st := softhsmtest.New(t)
+	tok, err := hsm.Open(hsm.Config{ModulePath: st.Dir.ModulePath, TokenLabel: st.Label, PIN: hsm.PINSource{File: st.PINFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	key, err := tok.GenerateKey(hsm.KeySpec{Label: "audit", Algorithm: hsm.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	logPath, pubPath := filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "audit.pub.pem")
+	der, _ := x509.MarshalPKIXPublicKey(key.Public())
+	os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+	l, err := audit.Open(audit.Config{Path: logPath, Signer: key, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Record(t.Context(), audit.Event{Type: audit.EABKeyCreated, Data: map[string]any{"eab": "k1"}})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := admin([]string{"audit", "verify", "--file", logPath, "--public-key", pubPath}, &out); err != nil || !strings.Contains(out.String(), "verified") {
+		t.Fatalf("verify a clean log: %v\n%s", err, out.String())
+	}
+	b, _ := os.ReadFile(logPath)
+	os.WriteFile(logPath, bytes.Replace(b, []byte(`"k1"`), []byte(`"k2"`), 1), 0o600)
+	err = admin([]string{"audit", "verify", "--file", logPath, "--public-key", pubPath}, &out)
+	if err == nil || !strings.Contains(err.Error(), "NOT VERIFIED: line 3: does not chain") {
+		t.Fatalf("verify an edited log: %v", err)
 	}
 }
