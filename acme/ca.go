@@ -61,6 +61,12 @@ type Validator interface {
 	CheckCAA(ctx context.Context, name string, wildcard bool, accountURI, method string) error
 }
 
+// ContactReporter is a Validator that can also say which addresses a
+// validation contacted (ip:port), for the audit log.
+type ContactReporter interface {
+	ValidateContacted(ctx context.Context, ident Identifier, challengeType, token, keyAuthorization string) ([]string, error)
+}
+
 // ValidationError is a failed validation as the client will see it: an RFC 8555
 // error type (without namespace) and a detail. Retryable failures (connection,
 // DNS, TLS) are tried again before the challenge becomes invalid.

@@ -117,7 +117,13 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 	a := *authz // a copy: the caller's may be shared
 	authz = &a
 	keyAuth := ch.Token + "." + acct.KeyID
-	verr := ca.validator.Validate(ctx, authz.Identifier, ch.Type, ch.Token, keyAuth)
+	var contacted []string
+	var verr error
+	if cr, ok := ca.validator.(ContactReporter); ok {
+		contacted, verr = cr.ValidateContacted(ctx, authz.Identifier, ch.Type, ch.Token, keyAuth)
+	} else {
+		verr = ca.validator.Validate(ctx, authz.Identifier, ch.Type, ch.Token, keyAuth)
+	}
 	if verr == nil && ca.cfg.CAA && authz.Identifier.Type == "dns" {
 		verr = ca.validator.CheckCAA(ctx, authz.Identifier.Value, authz.Wildcard, ca.cfg.AccountURL(acct.ID), ch.Type)
 	}
@@ -138,7 +144,7 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 		}
 		ca.log.Info("challenge valid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 			"type", ch.Type, "attempt", ch.Attempts)
-		if err := ca.record(ctx, audit.AuthzValid, validationEvent(acct, authz, ch, nil)); err != nil {
+		if err := ca.record(ctx, audit.AuthzValid, validationEvent(acct, authz, ch, contacted, nil)); err != nil {
 			return validationResult{err: err}
 		}
 		return validationResult{ch: ch, authz: authz}
@@ -169,18 +175,19 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 	}
 	ca.log.Info("challenge invalid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 		"type", ch.Type, "attempts", ch.Attempts, "error", ve.Error())
-	if err := ca.record(ctx, audit.AuthzInvalid, validationEvent(acct, authz, ch, ve)); err != nil {
+	if err := ca.record(ctx, audit.AuthzInvalid, validationEvent(acct, authz, ch, contacted, ve)); err != nil {
 		return validationResult{err: err}
 	}
 	return validationResult{ch: ch, authz: authz}
 }
 
-// validationEvent is the audit record of a validation's final outcome. The
-// validator does not report the addresses it contacted, so they are not here.
-func validationEvent(acct *storage.Account, authz *storage.Authorization, ch *storage.Challenge, ve *ValidationError) map[string]any {
+// validationEvent is the audit record of a validation's final outcome, with
+// the addresses its last attempt contacted when the validator reports them.
+func validationEvent(acct *storage.Account, authz *storage.Authorization, ch *storage.Challenge, contacted []string, ve *ValidationError) map[string]any {
 	ev := map[string]any{
 		"account": acct.ID, "authorization": authz.ID, "challenge": ch.Type,
 		"identifier": authz.Identifier.Type + ":" + authz.Identifier.Value, "wildcard": authz.Wildcard, "attempts": ch.Attempts,
+		"contacted": contacted,
 	}
 	if ve != nil {
 		ev["problem"] = ProblemNS + ve.Type

@@ -124,7 +124,8 @@ func TestAuditLog(t *testing.T) {
 		"config.loaded":   func(l auditLine) bool { return len(l.Data["sha256"].(string)) == 64 },
 		"account.created": func(l auditLine) bool { return l.Data["account"] != "" },
 		"authorization.valid": func(l auditLine) bool {
-			return l.Data["challenge"] == "http-01" && l.Data["identifier"] == "dns:audit.anvil-e2e.com"
+			return l.Data["challenge"] == "http-01" && l.Data["identifier"] == "dns:audit.anvil-e2e.com" &&
+				fmt.Sprint(l.Data["contacted"]) == fmt.Sprintf("[127.0.0.1:%d]", ca.HTTPPort)
 		},
 		"certificate.issued": func(l auditLine) bool {
 			return l.Data["serial"] == serial && l.Data["sha256"] == hex.EncodeToString(sum[:]) && l.Data["issuer"] == "int-ecdsa" && l.Data["profile"] == "default"

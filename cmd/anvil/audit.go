@@ -9,9 +9,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
+	"github.com/anvil-pki/anvil/validation"
 )
 
 // auditConfig is the audit: section of serve.yaml and signer.yaml. Without a
@@ -161,3 +163,13 @@ func (c *core) openAudit(ac *auditConfig, path string) (audit.Recorder, error) {
 	c.log.Info("audit log open", "path", path, "node", ac.node(), "sync", ac.Sync)
 	return l, nil
 }
+
+// ValidateContacted validates and reports the addresses dialed, for the
+// audit log's authorization events.
+func (a validatorAdapter) ValidateContacted(ctx context.Context, ident acme.Identifier, typ, token, keyAuth string) ([]string, error) {
+	var c validation.Contacted
+	err := a.Validate(validation.WithContacted(ctx, &c), ident, typ, token, keyAuth)
+	return c.Addresses(), err
+}
+
+var _ acme.ContactReporter = validatorAdapter{}
