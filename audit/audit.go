@@ -71,6 +71,10 @@ type Log struct {
 	closed   bool
 	syncMu   sync.Mutex
 	syncedTo uint64 // guarded by syncMu
+
+	pendMu  sync.Mutex
+	pending []Event       // RecordAsync's events, not yet written
+	wake    chan struct{} // tells loop there are pending events
 }
 
 // zeroHash is the prev of the first line of a file.
@@ -147,7 +151,7 @@ func Open(cfg Config) (*Log, error) {
 	rand.Read(runID)
 	l := &Log{
 		cfg: cfg, f: f, run: hex.EncodeToString(runID), key: fp, log: cfg.Logger,
-		stop: make(chan struct{}), done: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1),
 		seq: st.lines, head: st.head, lastCP: st.lastCP, syncedTo: st.lines,
 	}
 	start := map[string]any{
@@ -243,6 +247,35 @@ func (l *Log) Record(ctx context.Context, ev Event) error {
 		return l.syncTo(seq)
 	}
 	return nil
+}
+
+// RecordAsync queues an event to be written by the log's own goroutine, and
+// returns at once. It is for events no response waits on and that may be
+// raised from inside the audit key's own Sign (an HSM hook reporting the token
+// down while a checkpoint is being signed): Record there would wait for the
+// checkpoint, which waits for the Sign. Events queued before Close are written
+// before the shutdown checkpoint; a write that fails is logged.
+func (l *Log) RecordAsync(ev Event) {
+	l.pendMu.Lock()
+	l.pending = append(l.pending, ev)
+	l.pendMu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flushPending writes the queued events.
+func (l *Log) flushPending() {
+	l.pendMu.Lock()
+	evs := l.pending
+	l.pending = nil
+	l.pendMu.Unlock()
+	for _, ev := range evs {
+		if err := l.Record(context.Background(), ev); err != nil {
+			l.log.Error("audit: queued event not recorded", "type", ev.Type, "error", err)
+		}
+	}
 }
 
 // appendLocked writes one line with a single write(2) on an O_APPEND file, so
@@ -372,7 +405,10 @@ func (l *Log) loop() {
 	for {
 		select {
 		case <-l.stop:
+			l.flushPending()
 			return
+		case <-l.wake:
+			l.flushPending()
 		case <-cp.C:
 			if err := l.Checkpoint(); err != nil {
 				// Lines keep chaining; the next checkpoint covers them.
@@ -388,6 +424,9 @@ func (l *Log) loop() {
 		}
 	}
 }
+
+// Path is the file written.
+func (l *Log) Path() string { return l.cfg.Path }
 
 // Head returns the line number and SHA-256 of the last line written.
 func (l *Log) Head() (uint64, string) {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -413,4 +414,39 @@ func BenchmarkRecord(b *testing.B) {
 			})
 		})
 	}
+}
+
+// An event raised while a checkpoint is being signed (an HSM hook on the
+// audit key's own token) is queued, not deadlocked, and written before the
+// shutdown checkpoint.
+func TestRecordAsyncFromInsideSign(t *testing.T) {
+	key := hsmKey(t, hsm.ECDSAP256)
+	hook := &hookedSigner{Signer: key}
+	l := open(t, filepath.Join(t.TempDir(), "audit.log"), hook)
+	hook.onSign = func() { l.RecordAsync(audit.Event{Type: audit.HSMTokenDown, Data: map[string]any{"token": "t"}}) }
+	record(t, l, audit.AccountCreated, nil)
+	if err := l.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	hook.onSign = nil
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(l.Path())
+	rep, err := verify(t, b, key.Public(), audit.VerifyOptions{})
+	if err != nil || !strings.Contains(string(b), `"type":"hsm.token_down"`) || rep.Lines != 5 {
+		t.Fatalf("verify: %+v %v\n%s", rep, err, b)
+	}
+}
+
+type hookedSigner struct {
+	crypto.Signer
+	onSign func()
+}
+
+func (h *hookedSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if h.onSign != nil {
+		h.onSign()
+	}
+	return h.Signer.Sign(r, digest, opts)
 }

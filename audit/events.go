@@ -58,3 +58,14 @@ const (
 	ReasonInterval = "interval"
 	ReasonShutdown = "shutdown"
 )
+
+// Async hands ev to r without waiting where r can queue it (a *Log: see
+// RecordAsync), and records it at once otherwise. HSM hooks use it: they may
+// fire inside the audit key's own Sign.
+func Async(r Recorder, ev Event) {
+	if a, ok := r.(interface{ RecordAsync(Event) }); ok {
+		a.RecordAsync(ev)
+		return
+	}
+	r.Record(context.Background(), ev)
+}
