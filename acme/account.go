@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/storage"
 )
@@ -122,6 +123,9 @@ func (ca *CA) NewAccount(ctx context.Context, key *jose.JSONWebKey, req NewAccou
 		return nil, false, ServerInternal(err, "storage error creating the account")
 	}
 	ca.log.Info("account created", "audit", "account", "account", acct.ID, "ip", remoteIP)
+	if err := ca.record(ctx, audit.AccountCreated, map[string]any{"account": acct.ID, "key": keyID, "ip": remoteIP, "eab": acct.EABKeyID}); err != nil {
+		return nil, false, err
+	}
 	return acct, true, nil
 }
 
@@ -227,6 +231,9 @@ func (ca *CA) UpdateAccount(ctx context.Context, acct *storage.Account, req Upda
 	}
 	if updated.Status == StatusDeactivated {
 		ca.log.Info("account deactivated", "audit", "account", "account", acct.ID)
+		if err := ca.record(ctx, audit.AccountDeactivated, map[string]any{"account": acct.ID, "by": "account"}); err != nil {
+			return nil, err
+		}
 	}
 	return &updated, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/policy"
 	"github.com/anvil-pki/anvil/storage"
@@ -58,6 +59,12 @@ type ProfileInfo struct {
 type Validator interface {
 	Validate(ctx context.Context, ident Identifier, challengeType, token, keyAuthorization string) error
 	CheckCAA(ctx context.Context, name string, wildcard bool, accountURI, method string) error
+}
+
+// ContactReporter is a Validator that can also say which addresses a
+// validation contacted (ip:port), for the audit log.
+type ContactReporter interface {
+	ValidateContacted(ctx context.Context, ident Identifier, challengeType, token, keyAuthorization string) ([]string, error)
 }
 
 // ValidationError is a failed validation as the client will see it: an RFC 8555
@@ -123,6 +130,10 @@ type Config struct {
 	// new_accounts_per_ip, failed_validations_per_name.
 	OnRateLimited func(limit string)
 
+	// Audit records security events (accounts, validations, issuance,
+	// revocation) before the response that depends on them; default none.
+	Audit Auditor
+
 	// AccountURL builds an account's URL, which CAA accounturi names.
 	AccountURL func(id string) string
 	Now        func() time.Time
@@ -162,9 +173,27 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Audit == nil {
+		c.Audit = audit.Discard
+	}
 	if c.AccountURL == nil {
 		c.AccountURL = func(id string) string { return id }
 	}
+}
+
+// Auditor is what the protocol core needs of the audit log: one call per
+// event, returning once the line is written (and synced as configured).
+type Auditor interface {
+	Record(ctx context.Context, ev audit.Event) error
+}
+
+// record writes an audit event; a failure becomes serverInternal, so that no
+// response goes out for an event the audit log does not hold.
+func (ca *CA) record(ctx context.Context, typ string, data map[string]any) error {
+	if err := ca.cfg.Audit.Record(ctx, audit.Event{Type: typ, Data: data}); err != nil {
+		return ServerInternal(err, "the audit log could not record the event")
+	}
+	return nil
 }
 
 // CA is the protocol core.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/storage"
 )
 
@@ -126,7 +127,13 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 	a := *authz // a copy: the caller's may be shared
 	authz = &a
 	keyAuth := ch.Token + "." + acct.KeyID
-	verr := ca.validator.Validate(ctx, authz.Identifier, ch.Type, ch.Token, keyAuth)
+	var contacted []string
+	var verr error
+	if cr, ok := ca.validator.(ContactReporter); ok {
+		contacted, verr = cr.ValidateContacted(ctx, authz.Identifier, ch.Type, ch.Token, keyAuth)
+	} else {
+		verr = ca.validator.Validate(ctx, authz.Identifier, ch.Type, ch.Token, keyAuth)
+	}
 	if verr == nil && ca.cfg.CAA && authz.Identifier.Type == "dns" {
 		verr = ca.validator.CheckCAA(ctx, authz.Identifier.Value, authz.Wildcard, ca.cfg.AccountURL(acct.ID), ch.Type)
 	}
@@ -147,6 +154,9 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 		}
 		ca.log.Info("challenge valid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 			"type", ch.Type, "attempt", ch.Attempts)
+		if err := ca.record(ctx, audit.AuthzValid, validationEvent(acct, authz, ch, contacted, nil)); err != nil {
+			return validationResult{err: err}
+		}
 		return validationResult{ch: ch, authz: authz}
 	}
 
@@ -175,7 +185,25 @@ func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storag
 	}
 	ca.log.Info("challenge invalid", "audit", "validation", "account", acct.ID, "identifier", authz.Identifier.Value,
 		"type", ch.Type, "attempts", ch.Attempts, "error", ve.Error())
+	if err := ca.record(ctx, audit.AuthzInvalid, validationEvent(acct, authz, ch, contacted, ve)); err != nil {
+		return validationResult{err: err}
+	}
 	return validationResult{ch: ch, authz: authz}
+}
+
+// validationEvent is the audit record of a validation's final outcome, with
+// the addresses its last attempt contacted when the validator reports them.
+func validationEvent(acct *storage.Account, authz *storage.Authorization, ch *storage.Challenge, contacted []string, ve *ValidationError) map[string]any {
+	ev := map[string]any{
+		"account": acct.ID, "authorization": authz.ID, "challenge": ch.Type,
+		"identifier": authz.Identifier.Type + ":" + authz.Identifier.Value, "wildcard": authz.Wildcard, "attempts": ch.Attempts,
+		"contacted": contacted,
+	}
+	if ve != nil {
+		ev["problem"] = ProblemNS + ve.Type
+		ev["detail"] = ve.Detail
+	}
+	return ev
 }
 
 // recordOutcome writes a final outcome: the challenge from processing and its

@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/storage"
 )
 
@@ -66,6 +67,9 @@ func (ca *CA) KeyChange(ctx context.Context, acct *storage.Account, currentKey, 
 	updated := *acct
 	updated.KeyID, updated.Key = newID, newJSON
 	ca.log.Info("account key rolled over", "audit", "account", "account", acct.ID, "old_key", acct.KeyID, "new_key", newID)
+	if err := ca.record(ctx, audit.AccountKeyChanged, map[string]any{"account": acct.ID, "old_key": acct.KeyID, "new_key": newID}); err != nil {
+		return nil, err
+	}
 	return &updated, nil
 }
 
@@ -157,6 +161,9 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) error {
 		return ServerInternal(err, "storage error revoking")
 	}
 	ca.log.Info("certificate revoked", "audit", "revocation", "serial", serial, "reason", reasonCodes[reason], "by", by)
+	if err := ca.record(ctx, audit.CertRevoked, map[string]any{"serial": serial, "issuer": rec.Issuer, "reason": reasonCodes[reason], "by": by}); err != nil {
+		return err
+	}
 	if ca.cfg.OnRevoke != nil {
 		ca.cfg.OnRevoke(rec.Issuer)
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/storage"
 )
@@ -178,6 +181,9 @@ func (ca *CA) issue(ctx context.Context, o *storage.Order) (*storage.Order, erro
 	}
 	ca.recent.put(done.CertSerial, issued.DER, issued.Issuer)
 	ca.log.Info("order finalized", "audit", "issuance", "account", o.AccountID, "order", o.ID, "serial", done.CertSerial)
+	if err := ca.recordIssued(ctx, o, issued); err != nil {
+		return nil, err
+	}
 	return &done, nil
 }
 
@@ -236,6 +242,11 @@ func (ca *CA) issuanceFailed(ctx context.Context, o *storage.Order, err error) e
 		ca.log.Error("order state after failed issuance not recorded", "order", o.ID, "error", uerr)
 	}
 	ca.log.Warn("issuance failed", "order", o.ID, "account", o.AccountID, "error", err.Error())
+	if next.Status == StatusInvalid {
+		if aerr := ca.record(ctx, audit.OrderFinalized, map[string]any{"order": o.ID, "account": o.AccountID, "status": StatusInvalid, "problem": p.Type}); aerr != nil {
+			return aerr
+		}
+	}
 	return p
 }
 
@@ -262,6 +273,9 @@ func (ca *CA) resumeFinalize(ctx context.Context, o *storage.Order) {
 			return
 		}
 		ca.log.Info("finalize resumed: certificate adopted", "order", o.ID, "serial", c.Serial)
+		if err := ca.record(ctx, audit.OrderFinalized, map[string]any{"order": o.ID, "account": o.AccountID, "status": StatusValid, "serial": c.Serial, "adopted": true}); err != nil {
+			ca.log.Error("audit", "order", o.ID, "error", err)
+		}
 		return
 	}
 	if len(o.CSR) == 0 {
@@ -336,4 +350,22 @@ func (l Ledger) RecordIntent(ctx context.Context, serial *big.Int, lintDER []byt
 
 func (l Ledger) RecordIssued(ctx context.Context, serial *big.Int, der []byte) error {
 	return l.Store.RecordIssuedCertificate(ctx, fmt.Sprintf("%x", serial), der)
+}
+
+// recordIssued writes the audit records of a finalized order and its
+// certificate before the order is returned valid.
+func (ca *CA) recordIssued(ctx context.Context, o *storage.Order, issued *issuance.Issued) error {
+	serial := fmt.Sprintf("%x", issued.Cert.SerialNumber)
+	sum := sha256.Sum256(issued.DER)
+	names := slices.Clone(issued.Cert.DNSNames)
+	for _, ip := range issued.Cert.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if err := ca.record(ctx, audit.CertIssued, map[string]any{
+		"serial": serial, "sha256": hex.EncodeToString(sum[:]), "names": names, "issuer": issued.Issuer,
+		"profile": issued.Profile, "account": o.AccountID, "order": o.ID, "not_after": issued.Cert.NotAfter.UTC(),
+	}); err != nil {
+		return err
+	}
+	return ca.record(ctx, audit.OrderFinalized, map[string]any{"order": o.ID, "account": o.AccountID, "status": StatusValid, "serial": serial})
 }

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/storage"
 )
@@ -45,8 +46,15 @@ type Config struct {
 	// Holder names this node in the leases that keep CRL generation to one
 	// node at a time.
 	Holder string
+	// Audit records each CRL published; default none.
+	Audit  Auditor
 	Logger *slog.Logger
 	Now    func() time.Time
+}
+
+// Auditor is what the publisher needs of the audit log.
+type Auditor interface {
+	Record(ctx context.Context, ev audit.Event) error
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +70,9 @@ func (c *Config) setDefaults() {
 	if c.Holder == "" {
 		host, _ := os.Hostname()
 		c.Holder = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	if c.Audit == nil {
+		c.Audit = audit.Discard
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -252,7 +263,10 @@ func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 	st.mu.Unlock()
 	st.crlCache.invalidate()
 	p.log.Info("CRL published", "audit", "crl", "issuer", st.iss.Name(), "number", number.String(), "revoked", len(entries), "next_update", thisUpdate.Add(p.cfg.CRLValidity))
-	return nil
+	return p.cfg.Audit.Record(ctx, audit.Event{Type: audit.CRLPublished, Data: map[string]any{
+		"issuer": st.iss.Name(), "number": number.String(), "entries": len(entries),
+		"this_update": thisUpdate.UTC(), "next_update": thisUpdate.Add(p.cfg.CRLValidity).UTC(),
+	}})
 }
 
 // Metrics returns the publisher's counters.

@@ -40,6 +40,13 @@ if [ ! -f "$VAR/pki/.hierarchy-done" ]; then
   echo "== dev hierarchy ready in $VAR/pki (transcripts: $VAR/pki/*.transcript.txt)"
 fi
 
+# A hierarchy made before the audit log existed gets its audit key now.
+if [ ! -f "$VAR/pki/audit.pub.pem" ]; then
+  echo "== ceremony 09-audit-key.yaml"
+  cp configs/dev/ceremonies/09-audit-key.yaml "$VAR/ceremonies/"
+  "$BIN" ceremony --config "$VAR/ceremonies/09-audit-key.yaml" >/dev/null
+fi
+
 cat "$VAR/pki/root.pem" > "$VAR/pki/ca-bundle.pem"
 if [ "${1:-}" = "--init-only" ]; then
   exit 0

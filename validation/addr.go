@@ -177,6 +177,7 @@ func (v *Validator) connect(ctx context.Context, addrs []netip.Addr, port int) (
 			ce.attempts = append(ce.attempts, dialFailure{ap, ctx.Err()})
 			break
 		}
+		noteContacted(ctx, ap)
 		d := net.Dialer{Timeout: v.cfg.ConnectTimeout.Duration}
 		conn, err := d.DialContext(ctx, "tcp", ap.String())
 		if err == nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/storage"
 )
@@ -30,6 +31,7 @@ const adminUsage = `usage:
   anvil admin eab revoke --config serve.yaml KEY-ID
   anvil admin revoke     --config serve.yaml --serial HEX [--reason keyCompromise]
   anvil admin cert show  --config serve.yaml --serial HEX
+` + adminAuditUsage + `
 
 The serve configuration names the database; nothing else in it is used.`
 
@@ -55,6 +57,8 @@ func admin(args []string, out io.Writer) error {
 		return adminRevoke(args[1:], out)
 	case args[0] == "cert" && len(args) >= 2 && args[1] == "show":
 		return certShow(args[2:], out)
+	case args[0] == "audit":
+		return adminAudit(args[1:], out)
 	}
 	return fmt.Errorf("unknown admin command %q\n%s", strings.Join(args, " "), adminUsage)
 }
@@ -107,6 +111,9 @@ func eabCreate(args []string, out io.Writer) error {
 		CreatedAt:       time.Now().UTC(),
 	}
 	if err := store.CreateEABKey(context.Background(), k); err != nil {
+		return err
+	}
+	if err := recordAdmin(*cfgPath, audit.EABKeyCreated, "eab create", map[string]any{"eab": k.ID, "alg": k.Algorithm, "comment": k.Comment, "allowed_suffixes": k.AllowedSuffixes}); err != nil {
 		return err
 	}
 	hmacKey := base64.RawURLEncoding.EncodeToString(key)
@@ -180,6 +187,9 @@ func eabRevoke(args []string, out io.Writer) error {
 	if err := store.RevokeEABKey(context.Background(), fs.Arg(0)); err != nil {
 		return err
 	}
+	if err := recordAdmin(*cfgPath, audit.EABKeyRevoked, "eab revoke", map[string]any{"eab": fs.Arg(0)}); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "revoked EAB key %s: it binds no further accounts\n", fs.Arg(0))
 	return nil
 }
@@ -212,6 +222,9 @@ func adminRevoke(args []string, out io.Writer) error {
 		case errors.Is(err, storage.ErrNotFound):
 			return fmt.Errorf("no issued certificate has serial %s", s)
 		}
+		return err
+	}
+	if err := recordAdmin(*cfgPath, audit.CertRevoked, "revoke", map[string]any{"serial": s, "reason": *reason, "by": "operator"}); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "revoked %s (%s); OCSP answers revoked at once, the CRL within its publishing bound\n", s, *reason)

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
@@ -34,6 +35,7 @@ type caConfig struct {
 	SerialPrefix   int                               `yaml:"serial_prefix"`
 	Policy         policy.Config                     `yaml:"policy"`
 	PKI            pkiConfig                         `yaml:"pki"`
+	Audit          auditConfig                       `yaml:"audit"`
 }
 
 // validateIssuance checks the sections that in-process issuance needs.
@@ -102,6 +104,7 @@ type core struct {
 	svc         *issuance.Service
 	publisher   *revocation.Publisher
 	metrics     *metrics.Metrics
+	audit       audit.Recorder // audit.Discard without an audit section
 	closers     []func()
 }
 
@@ -123,6 +126,9 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	store := c.store
 	c.closers = append(c.closers, func() { store.Close() })
 	c.store = instrumentStore(store, c.metrics)
+	if c.audit, err = c.openAudit(&cfg.Audit, cfg.Audit.path()); err != nil {
+		return nil, err
+	}
 	if !issue {
 		return c, nil
 	}
@@ -336,6 +342,7 @@ func (s *core) buildPublisher(ctx context.Context, issuers []*issuance.Issuer) (
 		CRLCheckInterval: s.cfg.PKI.CRLCheckInterval.Duration,
 		OCSPValidity:     s.cfg.PKI.OCSPValidity.Duration,
 		Holder:           fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Audit:            s.audit,
 		Logger:           s.log,
 	}, s.store, signers, s.cfg.PKI.Files)
 }

@@ -92,6 +92,7 @@ func startDaemon(name string, args []string, cfg any) (context.Context, context.
 	if err := config.Load(*path, cfg); err != nil {
 		return nil, nil, err
 	}
+	rememberConfig(*path)
 	if os.Getenv("GOGC") == "" {
 		// The servers' live heap is a few megabytes, so the default GOGC=100
 		// collects very often; collecting at 4x the live heap spends a few

@@ -145,6 +145,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		},
 		AccountURL: func(id string) string { return apiServer.AccountURL(id) },
 		OnRevoke:   onRevoke,
+		Audit:      c.audit,
 		Logger:     logger,
 
 		OnRateLimited: func(limit string) { c.metrics.RateLimited.WithLabelValues(limit).Inc() },

@@ -170,6 +170,7 @@ func (c *serveConfig) Validate() error {
 		p.Addf("tls", "cert and key are required (with issue_for, they are where the issued certificate is kept)")
 	}
 	c.validateDatabase(&p)
+	c.Audit.validate(&p)
 	if c.Signer != nil {
 		p.Require("signer.url", c.Signer.URL)
 		p.Require("signer.cert", c.Signer.Cert)

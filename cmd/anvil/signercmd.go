@@ -50,6 +50,7 @@ func (c *signerConfig) Validate() error {
 	}
 	c.validateDatabase(&p)
 	c.validateIssuance(&p)
+	c.Audit.validate(&p)
 	return p.Err()
 }
 
