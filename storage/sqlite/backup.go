@@ -7,14 +7,17 @@ import (
 )
 
 // Backup writes a consistent copy of the database to path with VACUUM INTO:
-// one read transaction, so it sees one committed state while the server goes
-// on writing (WAL readers never block the writer), and the copy is a plain,
+// one read transaction, so it sees one committed state while a server goes on
+// writing (WAL readers never block the writer), and the copy is a plain,
 // compacted database file with no -wal beside it. path must not exist.
 func (s *Store) Backup(ctx context.Context, path string) error {
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("backup: %s exists; choose a new file", path)
 	}
-	if _, err := s.r.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+	// On the writer connection: the readers are opened read-only, and VACUUM
+	// INTO writes its file. It reads one snapshot and takes no write lock, so
+	// another process (anvil serve beside anvil admin backup) writes on.
+	if _, err := s.w.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
 		return fmt.Errorf("backup to %s: %w", path, err)
 	}
 	// The copy holds account keys and EAB MAC keys: no wider than the database.
