@@ -18,6 +18,7 @@ if [ "$purpose" = test ]; then
     [openssl]="openssl"
     [certbot]="certbot"
     [postgresql]="glob:/usr/lib/postgresql/*/bin/initdb"
+    [systemd]="systemd-analyze"
   )
 fi
 
