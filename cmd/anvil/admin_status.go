@@ -176,42 +176,40 @@ func printStatus(out io.Writer, rep *statusReport, frontEnd bool) {
 			fmt.Fprintln(out, "  none configured")
 		}
 	}
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	line := func(indent string, e certExpiry) {
 		if e.Error != "" {
-			fmt.Fprintf(w, "%s%s\tERROR: %s\n", indent, e.File, e.Error)
+			fmt.Fprintf(out, "%s%s: ERROR: %s\n", indent, e.File, e.Error)
 			return
 		}
 		warn := ""
 		if e.DaysLeft < 30 {
 			warn = "  <-- under 30 days"
 		}
-		fmt.Fprintf(w, "%s%s\texpires %s (%d days)%s\n", indent, e.Subject, e.NotAfter.Format(time.RFC3339), e.DaysLeft, warn)
+		fmt.Fprintf(out, "%s%s\n%s expires %s (%d days)%s\n", indent, e.Subject, strings.Repeat(" ", len(indent)), e.NotAfter.Format(time.RFC3339), e.DaysLeft, warn)
 	}
 	for _, is := range rep.Issuers {
-		fmt.Fprintf(w, "  %s\tkey %s\n", is.Name, is.Key)
-		line("    ", is.Certificate)
+		fmt.Fprintf(out, "  %s  (key %s)\n", is.Name, is.Key)
+		line("    certificate: ", is.Certificate)
 		for _, c := range is.Chain {
 			line("    chain: ", c)
 		}
 		switch c := is.CRL; {
 		case !c.Published:
-			fmt.Fprintf(w, "    CRL\tnone published yet\n")
+			fmt.Fprintf(out, "    CRL: none published yet\n")
 		default:
-			fmt.Fprintf(w, "    CRL\tnumber %d, thisUpdate %s, nextUpdate %s (in %s)\n", c.Number,
+			fmt.Fprintf(out, "    CRL: number %d, thisUpdate %s, nextUpdate %s (in %s)\n", c.Number,
 				c.ThisUpdate.Format(time.RFC3339), c.NextUpdate.Format(time.RFC3339), time.Duration(c.SecondsLeft)*time.Second)
 		}
 		if !is.CRL.Requested.IsZero() {
-			fmt.Fprintf(w, "    CRL\tregeneration requested at %s, not yet served\n", is.CRL.Requested.Format(time.RFC3339))
+			fmt.Fprintf(out, "    CRL: regeneration requested at %s, not yet served\n", is.CRL.Requested.Format(time.RFC3339))
 		}
 	}
-	w.Flush()
 	fmt.Fprintf(out, "\nhsm: %s", rep.HSM.State)
 	if rep.HSM.URL != "" {
 		fmt.Fprintf(out, " (GET %s)", rep.HSM.URL)
 	}
 	fmt.Fprintf(out, "\n  %s\n\ncounts\n", rep.HSM.Detail)
-	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	for _, g := range []struct {
 		name string
 		m    map[string]int

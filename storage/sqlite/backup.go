@@ -18,6 +18,7 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 	// INTO writes its file. It reads one snapshot and takes no write lock, so
 	// another process (anvil serve beside anvil admin backup) writes on.
 	if _, err := s.w.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		os.Remove(path) // a half-written copy must not pass for a backup
 		return fmt.Errorf("backup to %s: %w", path, err)
 	}
 	// The copy holds account keys and EAB MAC keys: no wider than the database.
