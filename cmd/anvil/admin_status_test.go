@@ -204,3 +204,32 @@ func TestAdminBackupRestore(t *testing.T) {
 		}
 	}
 }
+
+// status and the other commands read a signer's configuration too: on a
+// split deployment the issuers and the HSM are there.
+func TestAdminStatusWithSignerConfig(t *testing.T) {
+	e := newAdminEnv(t, "")
+	b, err := os.ReadFile("../../configs/production/signer.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "  driver: postgres\n", "  driver: sqlite\n", 1)
+	cfg = strings.Replace(cfg, "  dsn_env: ANVIL_DATABASE_DSN\n", "  dsn: "+e.dbPath+"\n", 1)
+	cfg = strings.Replace(cfg, "admin_listen: 127.0.0.1:9090", "admin_listen: "+healthServer(t, http.StatusOK, "ok\n"), 1)
+	e.cfgPath = filepath.Join(e.dir, "signer.yaml")
+	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var rep statusReport
+	e.runJSON(t, &rep, "status")
+	if len(rep.Issuers) != 1 || rep.Issuers[0].Name != "example-int-ecdsa-2027" || rep.HSM.State != "ok" {
+		t.Fatalf("status with the signer's configuration: %+v", rep)
+	}
+	// Its certificate file is not on this machine: said, not fatal.
+	if !strings.Contains(rep.Issuers[0].Certificate.Error, "no such file") {
+		t.Fatalf("status of a missing issuer certificate: %+v", rep.Issuers[0].Certificate)
+	}
+	if out := e.mustRun(t, "status"); !strings.Contains(out, "ERROR: ") {
+		t.Fatalf("status table does not show the missing certificate:\n%s", out)
+	}
+}
