@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -362,6 +364,9 @@ func adminAccountDeactivate(args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if err := prepareServeLock(dsn); err != nil {
+			return err
+		}
 		release, err := lockSQLiteServe(dsn)
 		if err != nil {
 			return fmt.Errorf("%w\nanvil serve caches accounts on SQLite: stop it, deactivate the account, and start it again", err)
@@ -480,4 +485,32 @@ var adminQueryCommands = map[string]func(args []string, out io.Writer) error{
 	"crl regenerate":     adminCRLRegenerate,
 	"status":             adminStatus,
 	"backup":             adminBackup,
+}
+
+// prepareServeLock makes the SQLite serve-lock file if no server made it yet,
+// owned like the database: created by root running this command, it would
+// otherwise keep the server (its own user) from ever taking the lock.
+func prepareServeLock(dbPath string) error {
+	name := dbPath + ".serve-lock"
+	if _, err := os.Lstat(name); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return nil // there already, or lockSQLiteServe reports the problem
+	}
+	db, err := os.Stat(dbPath)
+	if err != nil {
+		return fmt.Errorf("database.dsn: %w", err)
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil // a server made it meanwhile
+		}
+		return fmt.Errorf("database.dsn: lock file: %w", err)
+	}
+	defer f.Close()
+	if st, ok := db.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("database.dsn: lock file: %w", err)
+		}
+	}
+	return nil
 }

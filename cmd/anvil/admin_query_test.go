@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -374,5 +375,32 @@ func TestAdminRevokeAll(t *testing.T) {
 	list, err := e.store.ListRevoked(t.Context(), e.iss.Name(), time.Now())
 	if err != nil || len(list) != 3 {
 		t.Fatalf("ListRevoked: %d entries, %v; want 3", len(list), err)
+	}
+}
+
+// Run as root on a database no server has opened yet, deactivation makes the
+// serve-lock file owned like the database, so that the server's own user can
+// still take the lock afterwards.
+func TestAdminDeactivateLeavesLockToTheDatabaseOwner(t *testing.T) {
+	e := newAdminEnv(t, "")
+	e.account(t, "acct-a")
+	// As root the database is given to another user, as /var/lib/anvil is to
+	// anvil; as anyone else, the database is the caller's own.
+	owner := os.Geteuid()
+	if owner == 0 {
+		owner = 4242
+		for _, f := range []string{e.dbPath, e.dbPath + "-wal", e.dbPath + "-shm"} {
+			if err := os.Chown(f, owner, owner); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.mustRun(t, "account", "deactivate", "--id", "acct-a")
+	fi, err := os.Stat(e.dbPath + ".serve-lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != owner || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("serve-lock owned by %d mode %v, want %d and 0600", st.Uid, fi.Mode().Perm(), owner)
 	}
 }
