@@ -36,7 +36,7 @@ const adminUsage = `usage:
   anvil admin account deactivate --config serve.yaml --id ID
   anvil admin order list  --config serve.yaml [--account ID] [--name NAME] [--status S] [--limit N] [--json]
   anvil admin revoke-all  --config serve.yaml (--account ID | --name NAME) --reason REASON [--dry-run] [--json]
-  anvil admin crl regenerate --config serve.yaml [--issuer NAME ...]
+  anvil admin crl regenerate --config serve.yaml [--issuer NAME ...] [--wait 1m]
   anvil admin status      --config serve.yaml [--health-url URL] [--json]
   anvil admin backup      --config serve.yaml --out FILE          (SQLite; PostgreSQL: pg_dump)
 

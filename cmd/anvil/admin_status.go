@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/storage"
 )
 
@@ -250,8 +251,17 @@ func adminCRLRegenerate(args []string, out io.Writer) error {
 	fs, cfgPath, asJSON := adminFlagSet("crl regenerate")
 	var names multiFlag
 	fs.Var(&names, "issuer", "issuer name (repeatable; default: every issuer in the configuration)")
+	wait := fs.String("wait", "", "wait this long (e.g. 1m) for the new CRLs to be stored, and fail if they are not")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var waitFor time.Duration
+	if *wait != "" {
+		d, err := config.ParseDuration(*wait)
+		if err != nil {
+			return fmt.Errorf("--wait: %w", err)
+		}
+		waitFor = d
 	}
 	s, err := openAdminSession(*cfgPath)
 	if err != nil {
@@ -284,15 +294,59 @@ func adminCRLRegenerate(args []string, out io.Writer) error {
 			return err
 		}
 	}
+	before := map[string]int64{} // CRL numbers before the request
+	for _, n := range names {
+		if crl, err := s.store.GetCRL(ctx, n); err == nil {
+			before[n] = crl.Number
+		}
+	}
 	for _, n := range names {
 		if err := s.admin.RequestCRL(ctx, n, s.now); err != nil {
 			return err
 		}
 	}
+	if waitFor > 0 {
+		if err := s.waitForCRLs(ctx, names, before, waitFor); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
-		return writeJSON(out, map[string]any{"issuers": []string(names), "requested": s.now})
+		return writeJSON(out, map[string]any{"issuers": []string(names), "requested": s.now, "served": waitFor > 0})
+	}
+	if waitFor > 0 {
+		fmt.Fprintf(out, "new CRLs of %s are stored (requested at %s); anvil admin status shows them\n", strings.Join(names, ", "), s.now.Format(time.RFC3339))
+		return nil
 	}
 	fmt.Fprintf(out, "requested a new CRL of %s at %s.\nThe node publishing each CRL makes it at its next check (pki.crl_check_interval, 15s by default);\n"+
 		"`anvil admin status` shows the request until a CRL with a later thisUpdate is stored.\n", strings.Join(names, ", "), s.now.Format(time.RFC3339))
 	return nil
+}
+
+// waitForCRLs polls the database until each issuer has a CRL newer than the
+// one it had before the request (before) and made since the request (a CRL's
+// thisUpdate is its signing time in whole seconds, so the request's second
+// counts), or d has passed.
+func (s *adminSession) waitForCRLs(ctx context.Context, issuers []string, before map[string]int64, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	since := s.now.Truncate(time.Second)
+	for {
+		var pending []string
+		for _, n := range issuers {
+			crl, err := s.store.GetCRL(ctx, n)
+			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			if crl == nil || crl.Number <= before[n] || crl.ThisUpdate.Before(since) {
+				pending = append(pending, n)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no new CRL of %s within %s: the request stays recorded; is the process that publishes it running? (anvil admin status)",
+				strings.Join(pending, ", "), d)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/revocation"
 	"github.com/anvil-pki/anvil/storage"
 )
 
@@ -231,5 +236,63 @@ func TestAdminStatusWithSignerConfig(t *testing.T) {
 	}
 	if out := e.mustRun(t, "status"); !strings.Contains(out, "ERROR: ") {
 		t.Fatalf("status table does not show the missing certificate:\n%s", out)
+	}
+}
+
+// The whole design of crl regenerate: the command records a request, a
+// running publisher (as in anvil serve) finds it at its next check and signs
+// a new CRL in the HSM, and --wait returns once that CRL is stored. Nothing
+// was revoked in between, so without the request no CRL would be made.
+func TestAdminCRLRegenerateServedByPublisher(t *testing.T) {
+	e := newAdminEnv(t, "")
+	ocspSigner, err := e.iss.NewOCSPSigner(t.Context(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := revocation.New(t.Context(), revocation.Config{CRLCheckInterval: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, e.store, []*issuance.OCSPSigner{ocspSigner}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.RefreshNow(t.Context()) // the CRL at start
+	first, err := e.store.GetCRL(t.Context(), e.iss.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); pub.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	out := e.mustRun(t, "crl", "regenerate", "--wait", "2m")
+	if !strings.Contains(out, "new CRLs of "+e.iss.Name()+" are stored") {
+		t.Fatalf("crl regenerate --wait said:\n%s", out)
+	}
+	second, err := e.store.GetCRL(t.Context(), e.iss.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Number <= first.Number {
+		t.Fatalf("CRL number %d after the request, want above %d", second.Number, first.Number)
+	}
+	crl, err := x509.ParseRevocationList(second.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crl.CheckSignatureFrom(e.iss.Certificate()); err != nil {
+		t.Fatalf("the new CRL is not signed by the issuer: %v", err)
+	}
+}
+
+// With no publisher running, --wait fails and says why.
+func TestAdminCRLRegenerateWaitTimesOut(t *testing.T) {
+	e := newAdminEnv(t, "")
+	if err := e.store.PutCRL(t.Context(), &storage.CRL{Issuer: e.iss.Name(), Number: 1, ThisUpdate: time.Now().Add(-time.Hour),
+		NextUpdate: time.Now().Add(time.Hour), DER: []byte("crl")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.run(t, "crl", "regenerate", "--wait", "1s")
+	if err == nil || !strings.Contains(err.Error(), "is the process that publishes it running") {
+		t.Fatalf("crl regenerate --wait with no publisher: %v", err)
 	}
 }
