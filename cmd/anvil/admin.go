@@ -41,7 +41,8 @@ const adminUsage = `usage:
   anvil admin backup      --config serve.yaml --out FILE          (SQLite; PostgreSQL: pg_dump)
 
 The serve configuration names the database; nothing else in it is used, except
-by status and crl regenerate (issuers, admin_listen), which also take a signer's.`
+by status and crl regenerate (issuers, admin_listen). The commands from cert list
+on also take a signer's configuration.`
 
 func runAdmin(args []string) error {
 	return admin(args, os.Stdout)
