@@ -212,7 +212,7 @@ func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 	st.mu.Lock()
 	changed := !st.made || count != st.lastCount || !latest.Equal(st.lastAt)
 	st.mu.Unlock()
-	stale := current == nil || now.Sub(current.ThisUpdate) >= p.cfg.CRLRegenerate
+	stale := current == nil || now.Sub(current.ThisUpdate) >= p.cfg.CRLRegenerate || p.requested(ctx, st, current)
 	if !stale && !changed {
 		if st.made {
 			// Renew the lease so that this node stays the one that publishes.
@@ -267,6 +267,24 @@ func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 		"issuer": st.iss.Name(), "number": number.String(), "entries": len(entries),
 		"this_update": thisUpdate.UTC(), "next_update": thisUpdate.Add(p.cfg.CRLValidity).UTC(),
 	}})
+}
+
+// requested reports whether an operator asked (`anvil admin crl regenerate`)
+// for a CRL newer than current. The request is a row in the database, not a
+// call to this process: whichever node holds the issuer's lease serves it at
+// its next check, signing in the HSM it already has open, under the same
+// lease and CRL numbering as any other CRL.
+func (p *Publisher) requested(ctx context.Context, st *issuerState, current *storage.CRL) bool {
+	a, ok := p.store.(storage.Admin)
+	if !ok || current == nil {
+		return false
+	}
+	at, err := a.CRLRequested(ctx, st.iss.Name())
+	if err != nil {
+		p.log.Error("CRL request", "issuer", st.iss.Name(), "error", err)
+		return false
+	}
+	return at.After(current.ThisUpdate)
 }
 
 // Metrics returns the publisher's counters.

@@ -19,6 +19,7 @@ if [ "$purpose" = test ]; then
     [certbot]="certbot"
     [postgresql]="glob:/usr/lib/postgresql/*/bin/initdb"
     [prometheus]="promtool"
+    [systemd]="systemd-analyze"
   )
 fi
 

@@ -22,7 +22,7 @@ import (
 )
 
 func init() {
-	register("admin", "operator commands on the CA's records: eab, revoke, cert", runAdmin)
+	register("admin", "operator commands on the CA's records: eab, revoke, cert, account, order, crl, status, backup", runAdmin)
 }
 
 const adminUsage = `usage:
@@ -31,9 +31,20 @@ const adminUsage = `usage:
   anvil admin eab revoke --config serve.yaml KEY-ID
   anvil admin revoke     --config serve.yaml --serial HEX [--reason keyCompromise]
   anvil admin cert show  --config serve.yaml --serial HEX
+  anvil admin cert list  --config serve.yaml [--serial HEX] [--account ID] [--name NAME] [--issuer NAME]
+                         [--expires-after T] [--expires-before T] [--expires-within 30d] [--limit N] [--json]
+  anvil admin account list       --config serve.yaml [--id ID] [--contact URI] [--status S] [--limit N] [--json]
+  anvil admin account deactivate --config serve.yaml --id ID
+  anvil admin order list  --config serve.yaml [--account ID] [--name NAME] [--status S] [--limit N] [--json]
+  anvil admin revoke-all  --config serve.yaml (--account ID | --name NAME) --reason REASON [--dry-run] [--json]
+  anvil admin crl regenerate --config serve.yaml [--issuer NAME ...] [--wait 1m]
+  anvil admin status      --config serve.yaml [--health-url URL] [--json]
+  anvil admin backup      --config serve.yaml --out FILE          (SQLite; PostgreSQL: pg_dump)
 ` + adminAuditUsage + `
 
-The serve configuration names the database; nothing else in it is used.`
+The serve configuration names the database; nothing else in it is used, except
+by status and crl regenerate (issuers, admin_listen). The commands from cert list
+on also take a signer's configuration.`
 
 func runAdmin(args []string) error {
 	return admin(args, os.Stdout)
@@ -59,6 +70,12 @@ func admin(args []string, out io.Writer) error {
 		return certShow(args[2:], out)
 	case args[0] == "audit":
 		return adminAudit(args[1:], out)
+	}
+	if run, ok := adminQueryCommands[strings.Join(args[:min(2, len(args))], " ")]; ok {
+		return run(args[min(2, len(args)):], out)
+	}
+	if run, ok := adminQueryCommands[args[0]]; ok {
+		return run(args[1:], out)
 	}
 	return fmt.Errorf("unknown admin command %q\n%s", strings.Join(args, " "), adminUsage)
 }

@@ -21,8 +21,22 @@ type instrumentedStore struct {
 	m *metrics.Metrics
 }
 
+// instrumentStore wraps s. The operator's queries (storage.Admin) pass
+// through untimed, so that a consumer that asks the store for them (the CRL
+// publisher looks for operators' CRL requests) still finds them.
 func instrumentStore(s storage.Store, m *metrics.Metrics) storage.Store {
-	return &instrumentedStore{Store: s, m: m}
+	is := &instrumentedStore{Store: s, m: m}
+	if a, ok := s.(storage.Admin); ok {
+		return instrumentedAdminStore{is, a}
+	}
+	return is
+}
+
+// instrumentedAdminStore is an instrumentedStore that keeps the wrapped
+// store's storage.Admin methods.
+type instrumentedAdminStore struct {
+	*instrumentedStore
+	storage.Admin
 }
 
 func (s *instrumentedStore) observe(op string, start time.Time, err error) {

@@ -9,9 +9,9 @@ import (
 
 // accountCache keeps accounts read by ID. Every ACME request signed with a
 // kid reads its account (six per certificate with lego); on SQLite this
-// process is the only writer of accounts (the admin commands touch EAB keys
-// and certificates, never accounts), so a cache that each account write of
-// this Store empties stays exact.
+// process is the only writer of accounts (`anvil admin account deactivate`
+// refuses while a server holds the database's serve lock), so a cache that
+// each account write of this Store empties stays exact.
 //
 // A read that missed may store what it read only if no account write began
 // since the miss: gen counts writes, so a value read before a write can never
