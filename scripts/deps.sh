@@ -18,6 +18,8 @@ if [ "$purpose" = test ]; then
     [openssl]="openssl"
     [certbot]="certbot"
     [postgresql]="glob:/usr/lib/postgresql/*/bin/initdb"
+    [gcc]="gcc"
+    [libp11-kit-dev]="file:/usr/include/p11-kit-1/p11-kit/pkcs11.h"
   )
 fi
 
