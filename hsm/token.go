@@ -140,12 +140,12 @@ type Stats struct {
 func (t *Token) Stats() Stats {
 	st := t.state.Load()
 	return Stats{
-		Signs:            t.stats.signs.Load(),
-		SignErrors:       t.stats.signErrors.Load(),
-		Busy:             t.stats.busy.Load(),
-		Timeouts:         t.stats.timeouts.Load(),
-		Recoveries:       t.stats.recoveries.Load(),
-		RecoveryFailures: t.stats.recoveryFailures.Load(),
+		Signs:                  t.stats.signs.Load(),
+		SignErrors:             t.stats.signErrors.Load(),
+		Busy:                   t.stats.busy.Load(),
+		Timeouts:               t.stats.timeouts.Load(),
+		Recoveries:             t.stats.recoveries.Load(),
+		RecoveryFailures:       t.stats.recoveryFailures.Load(),
 		SignRetries:            t.stats.retries.Load(),
 		SignatureCheckFailures: t.stats.sigCheckFailures.Load(),
 		LoginRefusals:          t.stats.loginRefusals.Load(),
