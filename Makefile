@@ -35,7 +35,7 @@ FAULTMOD := bin/libanvilfault.so
 faultmod: $(FAULTMOD)
 $(FAULTMOD): softhsm-test/faultmod/faultmod.c
 	@mkdir -p bin
-	$(CC) -shared -fPIC -O2 -Wall -I/usr/include/p11-kit-1 -o $@ $< -ldl -lpthread
+	$(CC) -shared -fPIC -O2 -Wall -I/usr/include/p11-kit-1 -Wl,-z,nodelete -o $@ $< -ldl -lpthread
 
 # Unit and SoftHSM2 tests without the race detector, for a quick loop.
 unit:

@@ -142,8 +142,8 @@ func (t *Token) Relogin() error {
 		return nil
 	}
 	t.stats.recoveryFailures.Add(1)
-	if t.noteRefused(err) {
-		return err
+	if refused := t.noteRefused(err); refused != nil {
+		return t.err("log in again", "", nil, refused)
 	}
 	// Not the PIN this time: recover as from any other fault.
 	t.mu.Lock()
@@ -156,10 +156,11 @@ func (t *Token) Relogin() error {
 }
 
 // noteRefused records a refused PIN: the token stays down, nothing logs in
-// again until Relogin. It reports whether err was a refused PIN.
-func (t *Token) noteRefused(err error) bool {
+// again until Relogin. When err was a refused PIN, it returns the error that
+// says so (an ErrLoginRefused); otherwise nil.
+func (t *Token) noteRefused(err error) error {
 	if !pinRefused(err) {
-		return false
+		return nil
 	}
 	refused := fmt.Errorf("%w: %w; fix the PIN source, then send SIGHUP (Anvil does not retry on its own, so as not to lock the PIN)", ErrLoginRefused, err)
 	t.mu.Lock()
@@ -172,5 +173,5 @@ func (t *Token) noteRefused(err error) bool {
 	t.cfg.Logger.Error("hsm token refused the PIN; not logging in again until SIGHUP",
 		"module", t.cfg.ModulePath, "token", t.name, "error", err.Error())
 	t.event(EventLoginRefused, "", refused)
-	return true
+	return refused
 }

@@ -219,7 +219,7 @@ func (t *Token) FindKey(ref KeyRef) (*Key, error) {
 		if tokenGone(err) {
 			go t.fail(st.gen, err)
 		}
-		return nil, t.err("find", ref.Label, nil, err)
+		return nil, t.err("find", ref.Label, nil, explainSessionCount(err, t.cfg.MaxSessions))
 	}
 	k := &Key{token: t, ref: ref, pub: s.Public()}
 	t.addKey(k, st, s)

@@ -133,7 +133,7 @@ func (m *module) recoverLoop() {
 			}
 			if err := t.reopen(); err != nil {
 				t.stats.recoveryFailures.Add(1)
-				if t.noteRefused(err) {
+				if t.noteRefused(err) != nil {
 					continue
 				}
 				failed = append(failed, err)

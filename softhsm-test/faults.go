@@ -54,7 +54,7 @@ func FaultModulePath() (string, error) {
 	// the same time never load a half-written library.
 	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
 	cmd := exec.Command(cc(), "-shared", "-fPIC", "-O2", "-Wall", "-I/usr/include/p11-kit-1",
-		"-o", tmp, src, "-ldl", "-lpthread")
+		"-Wl,-z,nodelete", "-o", tmp, src, "-ldl", "-lpthread")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("building the fault module (needs a C compiler and libp11-kit-dev: apt-get install -y gcc libp11-kit-dev, or `make deps`): %v\n%s", err, b)

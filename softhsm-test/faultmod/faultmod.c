@@ -7,7 +7,9 @@
  * named by $ANVIL_FAULT_CONTROL, which tests rewrite while the process runs; it
  * is re-read when its mtime, size or inode change (one stat per wrapped call).
  * Every rewrite starts the rules' counters afresh. Rewrite it atomically
- * (write a temporary file, rename it over the old one).
+ * (write a temporary file, rename it over the old one). The library is linked
+ * with -z nodelete, so that its counters survive the user finalising and
+ * unloading it (as recovery does).
  *
  * One rule per line, '#' starts a comment:
  *
@@ -78,7 +80,6 @@ static int closeall_pending;
 static struct stat control_st;
 static int control_loaded;
 static unsigned int rand_state = 12345;
-static long logins;
 static unsigned long file_version;
 
 static const struct {
@@ -292,7 +293,6 @@ static void note_slot(CK_SLOT_ID slot) {
 static CK_RV w_Initialize(CK_VOID_PTR args) {
 	pthread_mutex_lock(&mu);
 	open_sessions = 0;
-	control_loaded = 0;
 	pthread_mutex_unlock(&mu);
 	return real->C_Initialize(args);
 }
@@ -349,9 +349,11 @@ static CK_RV w_CloseAllSessions(CK_SLOT_ID slot) {
 	return rv;
 }
 
+/* count_login adds one to the number in the counter file. The file, not
+ * memory, holds the count: the library is unloaded and loaded again whenever
+ * its user finalises it, as recovery does. */
 static void count_login(void) {
 	pthread_mutex_lock(&mu);
-	logins++;
 	const char *path = getenv("ANVIL_FAULT_COUNTER");
 	char buf[4096];
 	if (!path && control_path()) {
@@ -359,6 +361,14 @@ static void count_login(void) {
 		path = buf;
 	}
 	if (path) {
+		long logins = 0;
+		FILE *in = fopen(path, "r");
+		if (in) {
+			if (fscanf(in, "%ld", &logins) != 1)
+				logins = 0;
+			fclose(in);
+		}
+		logins++;
 		char tmp[4200];
 		snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
 		FILE *f = fopen(tmp, "w");
