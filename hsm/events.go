@@ -105,13 +105,22 @@ type KeyStats struct {
 	SignatureCheckFailures uint64
 }
 
-// KeyStats returns the counts of every key found through the token.
+// KeyStats returns the counts of every key found through the token, one entry
+// per label (a key found twice, say as issuer and OCSP signer, is summed), so
+// that the label can name a metric series.
 func (t *Token) KeyStats() []KeyStats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]KeyStats, 0, len(t.keys))
+	index := map[string]int{}
 	for _, k := range t.keys {
-		out = append(out, KeyStats{Label: k.ref.Label, SignatureCheckFailures: k.sigCheckFailures.Load()})
+		i, ok := index[k.ref.Label]
+		if !ok {
+			i = len(out)
+			index[k.ref.Label] = i
+			out = append(out, KeyStats{Label: k.ref.Label})
+		}
+		out[i].SignatureCheckFailures += k.sigCheckFailures.Load()
 	}
 	return out
 }
