@@ -142,7 +142,7 @@ type caOptions struct {
 	extraYAML string // appended to serve.yaml (extra top-level sections)
 	acmeYAML  string // appended inside the acme section
 	logLevel  string
-	database  string // the database: section's body; SQLite under var/dev by default
+	database  string   // the database: section's body; SQLite under var/dev by default
 	hsmModule string   // hsm.module instead of SoftHSM2 (e.g. the fault module)
 	hsmYAML   string   // added inside the hsm section
 	env       []string // added to the server's environment
