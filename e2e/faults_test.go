@@ -239,7 +239,17 @@ func TestHSMFaultsUnderLoad(t *testing.T) {
 	}
 	faults.SetT(t, "")
 
-	// 3. A hung module: /health answers at once from what the server knows,
+	// 3. The HSM closes every session (as on a restart of its service): the
+	// token goes down and comes back without a restart of anvil.
+	from = time.Now()
+	faults.SetT(t, "closeall")
+	load.waitIssued(from, 1, "a sign after every session was closed") // the close happens at the next call
+	to = load.waitIssued(from, 10, "issuance after every session was closed")
+	issued, failed, gap = load.phase(from, to)
+	t.Logf("closed sessions: %d failed finalizes, longest issuance gap %s (the recovery)", failed, gap.Round(time.Millisecond))
+	faults.SetT(t, "")
+
+	// 4. A hung module: /health answers at once from what the server knows,
 	// the hang is cut at sign_timeout, and issuance resumes when it ends.
 	faults.SetT(t, "C_Sign hang=0") // until the control file changes
 	hungAt := time.Now()
@@ -263,7 +273,7 @@ func TestHSMFaultsUnderLoad(t *testing.T) {
 	t.Logf("hung module: issuance resumed %s after the hang ended", back.Sub(cleared).Round(time.Millisecond))
 	waitHealth(t, ca, "after the hang", func(code int, _ string) bool { return code == http.StatusOK })
 
-	// 4. A refused PIN: no C_Login until SIGHUP, /health and a metric say so.
+	// 5. A refused PIN: no C_Login until SIGHUP, /health and a metric say so.
 	faults.SetT(t, "closeall\nC_Login error=CKR_PIN_INCORRECT")
 	waitHealth(t, ca, "login refused", func(code int, body string) bool {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "login refused") && strings.Contains(body, "CKR_PIN_INCORRECT")
