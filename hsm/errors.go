@@ -154,6 +154,12 @@ func retryable(err error) bool {
 	return false
 }
 
+// sessionBroken reports whether err says the session itself is gone.
+func sessionBroken(err error) bool {
+	code, ok := ReturnCode(err)
+	return ok && (code == pkcs11.CKR_SESSION_HANDLE_INVALID || code == pkcs11.CKR_SESSION_CLOSED)
+}
+
 // explainSessionCount adds what to do to a CKR_SESSION_COUNT answer.
 func explainSessionCount(err error, maxSessions int) error {
 	if code, ok := ReturnCode(err); ok && code == pkcs11.CKR_SESSION_COUNT {

@@ -110,12 +110,18 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 		defer t.release()
 		sig, err := signer.Sign(nil, digest, opts)
 		if err != nil && retryable(err) {
-			// crypto11 puts the session back in its pool and hands out the
-			// least recently used one next, so the retry runs on another
-			// session whenever there is one.
+			// crypto11's pool is a FIFO of its sessions: the failed one goes to
+			// the back, so the retry runs on another session (or a new one)
+			// whenever max_sessions leaves two or more for signing.
 			t.stats.retries.Add(1)
 			t.cfg.Logger.Warn("hsm sign failed; trying once more", "module", t.cfg.ModulePath, "token", t.name, "key", label, "error", err.Error())
+			first := err
 			sig, err = signer.Sign(nil, digest, opts)
+			if err == nil && sessionBroken(first) {
+				// The token is fine but one pooled session is dead, and crypto11
+				// keeps dead sessions: replace the context, off this path.
+				go t.refresh(st.gen, first)
+			}
 		}
 		done <- result{sig, err}
 	}()

@@ -99,13 +99,17 @@ type Token struct {
 
 	state atomic.Pointer[tokenState]
 
-	mu     sync.Mutex // guards keys and state swaps
+	mu     sync.Mutex // guards keys, retired and state swaps
 	keys   []*Key
 	closed bool
+	// retired are contexts replaced by refresh, closed a little later.
+	retired []*crypto11.Context
 
 	stats counters
 	// degraded is set while the last signature that came back did not verify.
 	degraded atomic.Pointer[degradation]
+	// refreshing is set while refresh replaces a context with a dead session.
+	refreshing atomic.Bool
 }
 
 // tokenState is an immutable snapshot: a live crypto11 context and the signers
@@ -122,7 +126,7 @@ type tokenState struct {
 
 type counters struct {
 	signs, signErrors, busy, timeouts, recoveries, recoveryFailures atomic.Uint64
-	retries, sigCheckFailures, loginRefusals                        atomic.Uint64
+	retries, sigCheckFailures, loginRefusals, refreshes             atomic.Uint64
 }
 
 // Stats are cumulative counts since Open, for metrics.
@@ -132,8 +136,10 @@ type Stats struct {
 	// SignatureCheckFailures, signatures that did not verify; LoginRefusals,
 	// logins the token refused.
 	SignRetries, SignatureCheckFailures, LoginRefusals uint64
-	Available                                          bool
-	LoginRefused, Degraded                             bool
+	// Refreshes counts contexts replaced because one pooled session died.
+	Refreshes              uint64
+	Available              bool
+	LoginRefused, Degraded bool
 }
 
 // Stats returns the token's counters.
@@ -149,6 +155,7 @@ func (t *Token) Stats() Stats {
 		SignRetries:            t.stats.retries.Load(),
 		SignatureCheckFailures: t.stats.sigCheckFailures.Load(),
 		LoginRefusals:          t.stats.loginRefusals.Load(),
+		Refreshes:              t.stats.refreshes.Load(),
 		Available:              st.ctx != nil,
 		LoginRefused:           st.loginRefused != nil,
 		Degraded:               t.degraded.Load() != nil,
@@ -218,8 +225,13 @@ func (t *Token) Close() error {
 	t.closed = true
 	st := t.state.Load()
 	t.state.Store(&tokenState{gen: st.gen + 1, down: errors.New("token closed")})
+	retired := t.retired
+	t.retired = nil
 	t.mu.Unlock()
 	delete(t.mod.tokens, t)
+	for _, ctx := range retired {
+		closeWithin(ctx, t.cfg.SignTimeout+time.Second)
+	}
 	if st.ctx != nil {
 		if !closeWithin(st.ctx, t.cfg.SignTimeout+time.Second) {
 			return t.err("close", "", ErrUnavailable, errors.New("sessions still busy in the module; abandoned"))
@@ -372,6 +384,55 @@ func (t *Token) reopen() error {
 	st := t.state.Load()
 	t.state.Store(&tokenState{gen: st.gen + 1, ctx: ctx, signers: signers})
 	return nil
+}
+
+// refresh replaces a working context whose pool holds a dead session (crypto11
+// returns broken sessions to its pool) with a new one, without taking the
+// token down: the same steps as recovery, then the old context is closed once
+// no sign can still be about to use it. One refresh at a time; a failed one
+// leaves the working context in place.
+func (t *Token) refresh(gen uint64, cause error) {
+	if !t.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	defer t.refreshing.Store(false)
+	t.mod.mu.Lock()
+	defer t.mod.mu.Unlock()
+	st := t.state.Load()
+	if st.gen != gen || st.ctx == nil {
+		return // recovered or down meanwhile: nothing old to replace
+	}
+	if err := t.reopen(); err != nil {
+		t.cfg.Logger.Warn("hsm could not replace a context with a dead session; keeping it", "module", t.cfg.ModulePath, "token", t.name, "error", err.Error())
+		return
+	}
+	t.stats.refreshes.Add(1)
+	t.cfg.Logger.Info("hsm replaced a context whose pool held a dead session", "module", t.cfg.ModulePath, "token", t.name, "cause", cause.Error())
+	old := st.ctx
+	t.mu.Lock()
+	t.retired = append(t.retired, old)
+	t.mu.Unlock()
+	// A sign that read the old state may still be waiting for a session slot
+	// (SessionWait) before it calls into the old context.
+	time.AfterFunc(t.cfg.SessionWait+time.Second, func() {
+		if t.takeRetired(old) {
+			closeWithin(old, t.cfg.SignTimeout+time.Second)
+		}
+	})
+}
+
+// takeRetired removes ctx from the contexts waiting to be closed, and reports
+// whether it was there (Close may have closed it already).
+func (t *Token) takeRetired(ctx *crypto11.Context) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, c := range t.retired {
+		if c == ctx {
+			t.retired = append(t.retired[:i], t.retired[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Token) err(op, key string, kind, cause error) error {

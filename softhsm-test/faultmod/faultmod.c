@@ -21,6 +21,10 @@
  *       then calls the real module.
  *   C_Sign corrupt [count=N] [every=K] [prob=P]
  *       a successful signature comes back with one byte flipped.
+ *   FUNC closesession [count=N] [every=K] [prob=P]
+ *       the session the call is made on is closed in the real module first,
+ *       so that this call and every later one on it fail as on a session
+ *       the HSM dropped.
  *   closeall
  *       once per version of the file: C_CloseAllSessions on every slot seen.
  *   sessions=N
@@ -52,7 +56,7 @@
 #define MAX_RULES 32
 #define MAX_SLOTS 16
 
-enum action { ACT_ERROR, ACT_HANG, ACT_CORRUPT };
+enum action { ACT_ERROR, ACT_HANG, ACT_CORRUPT, ACT_CLOSESESSION };
 
 struct rule {
 	char func[40];
@@ -167,6 +171,9 @@ static void load(const char *path) {
 			} else if (strcmp(tok, "corrupt") == 0) {
 				r->act = ACT_CORRUPT;
 				ok = 1;
+			} else if (strcmp(tok, "closesession") == 0) {
+				r->act = ACT_CLOSESESSION;
+				ok = 1;
 			} else if (strncmp(tok, "count=", 6) == 0) {
 				r->count = atol(tok + 6);
 			} else if (strncmp(tok, "every=", 6) == 0) {
@@ -262,13 +269,22 @@ static void hang(long ms) {
 	}
 }
 
-/* before applies an error or hang rule; it returns CKR_OK to go on to the real call. */
-static CK_RV before(const char *func, struct rule *r, int *corrupt) {
+/* before applies an error, hang or close rule to a call on session h (0 when
+ * the call has none); it returns CKR_OK to go on to the real call. */
+static CK_RV before_on(const char *func, CK_SESSION_HANDLE h, struct rule *r, int *corrupt) {
 	if (corrupt)
 		*corrupt = 0;
 	if (!match(func, r))
 		return CKR_OK;
 	switch (r->act) {
+	case ACT_CLOSESESSION:
+		if (h && real->C_CloseSession(h) == CKR_OK) {
+			pthread_mutex_lock(&mu);
+			if (open_sessions > 0)
+				open_sessions--;
+			pthread_mutex_unlock(&mu);
+		}
+		return CKR_OK;
 	case ACT_ERROR:
 		return r->rv;
 	case ACT_HANG:
@@ -280,6 +296,10 @@ static CK_RV before(const char *func, struct rule *r, int *corrupt) {
 		return CKR_OK;
 	}
 	return CKR_OK;
+}
+
+static CK_RV before(const char *func, struct rule *r, int *corrupt) {
+	return before_on(func, 0, r, corrupt);
 }
 
 static void note_slot(CK_SLOT_ID slot) {
@@ -411,7 +431,7 @@ static CK_RV w_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE
 		return real->C_Sign(h, data, len, sig, siglen);
 	struct rule r;
 	int corrupt;
-	CK_RV rv = before("C_Sign", &r, &corrupt);
+	CK_RV rv = before_on("C_Sign", h, &r, &corrupt);
 	if (rv != CKR_OK) {
 		/* Finish the real operation, so that the session can sign again, as
 		 * it could after a real failure. */
