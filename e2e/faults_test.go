@@ -240,8 +240,10 @@ func TestHSMFaultsUnderLoad(t *testing.T) {
 	retries := metric(t, ca, "anvil_hsm_sign_retries_total") - retriesBefore
 	t.Logf("scattered errors: 20 failing C_Sign calls over %s: %d issued, %d failed finalizes, %.0f signs retried, longest issuance gap %s",
 		to.Sub(from).Round(time.Millisecond), issued, failed, retries, gap.Round(time.Millisecond))
-	if failed > 3 || gap > 5*time.Second {
-		t.Errorf("20 scattered C_Sign errors cost %d failed finalizes and a %s issuance gap; want at most 3 and no gap over 5s", failed, gap)
+	// A retry that meets a second fault takes the token down for a moment:
+	// the finalizes in flight then fail, one per client at most.
+	if failed > 5 || gap > 5*time.Second {
+		t.Errorf("20 scattered C_Sign errors cost %d failed finalizes and a %s issuance gap; want at most 5 and no gap over 5s", failed, gap)
 	}
 	set("")
 
