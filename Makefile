@@ -8,7 +8,7 @@ BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench bench-acme bench-scale run deps deps-run vet fmt clean
+.PHONY: all build test unit bench bench-acme bench-scale run deps deps-run vet fmt clean faultmod
 
 all: build
 
@@ -26,8 +26,16 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 
-test: deps vet
+test: deps vet faultmod
 	$(GO) test $(TESTFLAGS) ./...
+
+# The PKCS#11 fault-injection module the HSM fault tests load in place of
+# SoftHSM2 (softhsm-test/faultmod); the tests also build it when it is missing.
+FAULTMOD := bin/libanvilfault.so
+faultmod: $(FAULTMOD)
+$(FAULTMOD): softhsm-test/faultmod/faultmod.c
+	@mkdir -p bin
+	$(CC) -shared -fPIC -O2 -Wall -I/usr/include/p11-kit-1 -Wl,-z,nodelete -o $@ $< -ldl -lpthread
 
 # Unit and SoftHSM2 tests without the race detector, for a quick loop.
 unit:

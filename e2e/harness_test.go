@@ -142,7 +142,10 @@ type caOptions struct {
 	extraYAML string // appended to serve.yaml (extra top-level sections)
 	acmeYAML  string // appended inside the acme section
 	logLevel  string
-	database  string // the database: section's body; SQLite under var/dev by default
+	database  string   // the database: section's body; SQLite under var/dev by default
+	hsmModule string   // hsm.module instead of SoftHSM2 (e.g. the fault module)
+	hsmYAML   string   // added inside the hsm section
+	env       []string // added to the server's environment
 }
 
 func levelOr(l string) string {
@@ -160,6 +163,12 @@ func WithDatabase(yaml string) CAOption { return func(o *caOptions) { o.database
 
 // WithACME adds lines to the acme: section of serve.yaml.
 func WithACME(yaml string) CAOption { return func(o *caOptions) { o.acmeYAML += yaml } }
+
+// WithHSM loads module instead of SoftHSM2 (empty: SoftHSM2), adds yaml inside
+// the hsm: section, and env to the server's environment.
+func WithHSM(module, yaml string, env ...string) CAOption {
+	return func(o *caOptions) { o.hsmModule, o.hsmYAML, o.env = module, yaml, append(o.env, env...) }
+}
 
 // NewCA builds the dev hierarchy with scripts/run-dev.sh --init-only in a fresh
 // directory and starts `anvil serve` on free loopback ports.
@@ -291,7 +300,14 @@ func (ca *CA) writeConfig(port int) {
 	if err != nil {
 		ca.t.Fatal(err)
 	}
-	if err := os.WriteFile(ca.cfgPath, b.Bytes(), 0o600); err != nil {
+	out := b.Bytes()
+	if ca.opts.hsmModule != "" {
+		out = bytes.Replace(out, []byte("module: /usr/lib/softhsm/libsofthsm2.so"), []byte("module: "+ca.opts.hsmModule), 1)
+	}
+	if ca.opts.hsmYAML != "" {
+		out = bytes.Replace(out, []byte("  max_sessions: 4\n"), []byte("  max_sessions: 4\n"+indent(ca.opts.hsmYAML, "  ")+"\n"), 1)
+	}
+	if err := os.WriteFile(ca.cfgPath, out, 0o600); err != nil {
 		ca.t.Fatal(err)
 	}
 }
@@ -319,6 +335,7 @@ func (ca *CA) Start() {
 	cmd := exec.Command(anvilBin, "serve", "--config", ca.cfgPath)
 	cmd.Dir = ca.Dir
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+filepath.Join(ca.Dir, "var/dev/softhsm/softhsm2.conf"))
+	cmd.Env = append(cmd.Env, ca.opts.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Killed with the test binary, should it die without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

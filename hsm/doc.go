@@ -18,4 +18,16 @@
 // with ErrUnavailable. A sign the module never answers is abandoned after
 // Config.SignTimeout; the goroutine inside the module cannot be reclaimed, which
 // is the one cost a hung HSM imposes on the process.
+//
+// One failed call is not a dead token: a sign that fails with a device or
+// session error is tried once more on another session of the pool before the
+// token is declared down, and while signs wait for a down token, recovery
+// tries at least every MaxBackoffWhileWaiting. A refused PIN (incorrect,
+// locked, expired, wrong length) is never retried: the token stays "login
+// refused" until Token.Relogin, the operator's SIGHUP, since retries lock a
+// real HSM's PIN. Every signature is verified with the key's public key before
+// SignContext returns it; one that does not verify is ErrSignatureCheckFailed,
+// and the token reports itself degraded until it signs correctly again.
+// Token.Health answers from this known state without calling the module, and
+// Config.OnEvent hears of every such event (for the audit log).
 package hsm

@@ -12,6 +12,16 @@ import (
 // stopped answering, or recovery is under way. Callers may retry later.
 var ErrUnavailable = errors.New("HSM unavailable")
 
+// ErrSignatureCheckFailed says the token returned a signature that does not
+// verify with the key's public key: nothing usable left the HSM. It is counted,
+// logged and reported by Health as degraded until the token signs correctly.
+var ErrSignatureCheckFailed = errors.New("HSM signature does not verify with the key's public key")
+
+// ErrLoginRefused says the token refused the PIN (incorrect, locked, expired or
+// of the wrong length). Anvil does not log in again until the operator asks
+// (Token.Relogin, SIGHUP), because retrying would lock a real HSM's PIN.
+var ErrLoginRefused = errors.New("login refused")
+
 // ErrBusy says every session was in use for longer than Config.SessionWait.
 var ErrBusy = errors.New("HSM busy: no free session")
 
@@ -107,4 +117,53 @@ func tokenGone(err error) bool {
 		return true
 	}
 	return false
+}
+
+// pinRefused reports whether err is the token refusing the PIN itself, which
+// must never be retried without the operator.
+func pinRefused(err error) bool {
+	code, ok := ReturnCode(err)
+	if !ok {
+		return false
+	}
+	switch code {
+	case pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_PIN_EXPIRED,
+		pkcs11.CKR_PIN_LEN_RANGE, pkcs11.CKR_PIN_INVALID:
+		return true
+	}
+	return false
+}
+
+// retryable reports whether a failed sign is worth one more try on another
+// session before the token is declared down: a device or session error can be
+// one bad call, not a dead token. A refused PIN never is, nor an error that
+// says the request itself is wrong.
+func retryable(err error) bool {
+	code, ok := ReturnCode(err)
+	if !ok || pinRefused(err) {
+		return false
+	}
+	if tokenGone(err) {
+		return true
+	}
+	switch code {
+	case pkcs11.CKR_FUNCTION_FAILED, pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_HOST_MEMORY,
+		pkcs11.CKR_OPERATION_ACTIVE, pkcs11.CKR_SESSION_COUNT:
+		return true
+	}
+	return false
+}
+
+// sessionBroken reports whether err says the session itself is gone.
+func sessionBroken(err error) bool {
+	code, ok := ReturnCode(err)
+	return ok && (code == pkcs11.CKR_SESSION_HANDLE_INVALID || code == pkcs11.CKR_SESSION_CLOSED)
+}
+
+// explainSessionCount adds what to do to a CKR_SESSION_COUNT answer.
+func explainSessionCount(err error, maxSessions int) error {
+	if code, ok := ReturnCode(err); ok && code == pkcs11.CKR_SESSION_COUNT {
+		return fmt.Errorf("the token allows fewer sessions than hsm.max_sessions (%d): lower hsm.max_sessions: %w", maxSessions, err)
+	}
+	return err
 }

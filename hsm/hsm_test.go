@@ -296,7 +296,7 @@ func TestOpenErrors(t *testing.T) {
 
 func TestSignFailsFastWhenBusy(t *testing.T) {
 	_, tok := openToken(t, func(c *hsm.Config) {
-		c.MaxSessions = 1
+		c.MaxSessions = 2 // one to hold the login, one to sign
 		c.SessionWait = 50 * time.Millisecond
 	})
 	k, err := tok.GenerateKey(hsm.KeySpec{Label: "k", Algorithm: hsm.ECDSAP256})

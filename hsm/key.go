@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThalesGroup/crypto11"
@@ -43,6 +44,8 @@ type Key struct {
 	token *Token
 	ref   KeyRef
 	pub   crypto.PublicKey
+
+	sigCheckFailures atomic.Uint64
 }
 
 var _ crypto.Signer = (*Key)(nil)
@@ -68,9 +71,16 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 // within Config.SignTimeout (which also starts recovery). ECDSA signatures come
 // back DER-encoded, as X.509 wants them.
 //
-// The signature is not verified here: callers that store what was signed verify
-// it against the certificate they expect (issuance does), and Check verifies a
-// test signature.
+// A call that fails with a device or session error is tried once more on the
+// next session of the pool before the token is declared down: one bad call is
+// not a dead token. A call that hangs is never retried (SignTimeout ends it),
+// and nothing here ever logs in.
+//
+// Every signature is verified with the key's public key before it is returned:
+// an HSM can return a corrupted signature as success. One that does not verify
+// is an ErrSignatureCheckFailed, counted, logged, and reported by Health until
+// the token signs correctly again. Callers that store what was signed still
+// check it against what they meant to sign (issuance does).
 func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	t := k.token
 	label := k.ref.Label
@@ -99,6 +109,20 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 	go func() {
 		defer t.release()
 		sig, err := signer.Sign(nil, digest, opts)
+		if err != nil && retryable(err) {
+			// crypto11's pool is a FIFO of its sessions: the failed one goes to
+			// the back, so the retry runs on another session (or a new one)
+			// whenever max_sessions leaves two or more for signing.
+			t.stats.retries.Add(1)
+			t.cfg.Logger.Warn("hsm sign failed; trying once more", "module", t.cfg.ModulePath, "token", t.name, "key", label, "error", err.Error())
+			first := err
+			sig, err = signer.Sign(nil, digest, opts)
+			if err == nil && sessionBroken(first) {
+				// The token is fine but one pooled session is dead, and crypto11
+				// keeps dead sessions: replace the context, off this path.
+				go t.refresh(st.gen, first)
+			}
+		}
 		done <- result{sig, err}
 	}()
 	timer := time.NewTimer(t.cfg.SignTimeout)
@@ -111,9 +135,14 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 				t.fail(st.gen, r.err)
 				return nil, t.err("sign", label, ErrUnavailable, r.err)
 			}
-			return nil, t.err("sign", label, nil, r.err)
+			return nil, t.err("sign", label, nil, explainSessionCount(r.err, t.cfg.MaxSessions))
 		}
 		t.stats.signs.Add(1)
+		if err := verify(k.pub, digest, r.sig, opts); err != nil {
+			t.signatureCheckFailed(k, err)
+			return nil, t.err("sign", label, ErrSignatureCheckFailed, err)
+		}
+		t.signedCorrectly(k)
 		return r.sig, nil
 	case <-timer.C:
 		t.stats.timeouts.Add(1)
@@ -155,14 +184,9 @@ func (k *Key) Check(ctx context.Context) error {
 		return err
 	}
 	opts := crypto.SHA256
-	sig, err := k.SignContext(ctx, digest, opts)
-	if err != nil {
-		return err
-	}
-	if err := verify(k.pub, digest, sig, opts); err != nil {
-		return k.token.err("check", k.ref.Label, nil, fmt.Errorf("test signature does not verify: %w", err))
-	}
-	return nil
+	// SignContext verifies the signature with the key's public key.
+	_, err := k.SignContext(ctx, digest, opts)
+	return err
 }
 
 // CheckAgainst checks that pub, typically an issuer certificate's key, is this
@@ -201,7 +225,7 @@ func (t *Token) FindKey(ref KeyRef) (*Key, error) {
 		if tokenGone(err) {
 			go t.fail(st.gen, err)
 		}
-		return nil, t.err("find", ref.Label, nil, err)
+		return nil, t.err("find", ref.Label, nil, explainSessionCount(err, t.cfg.MaxSessions))
 	}
 	k := &Key{token: t, ref: ref, pub: s.Public()}
 	t.addKey(k, st, s)

@@ -21,6 +21,9 @@ type module struct {
 	mu         sync.Mutex // serialises open, find, close and recovery on this module
 	tokens     map[*Token]struct{}
 	recovering bool
+	// wake tells the recovery loop that a call was refused because a token is
+	// down, so that its next attempt comes within MaxBackoffWhileWaiting.
+	wake chan struct{}
 
 	// stale holds contexts of tokens marked down, still to be closed. A signer
 	// may mark its token down while recovery holds mu, so stale has its own lock.
@@ -38,7 +41,7 @@ func moduleFor(path string) *module {
 	defer modulesMu.Unlock()
 	m, ok := modules[path]
 	if !ok {
-		m = &module{path: path, tokens: map[*Token]struct{}{}}
+		m = &module{path: path, tokens: map[*Token]struct{}{}, wake: make(chan struct{}, 1)}
 		modules[path] = m
 	}
 	return m
@@ -57,6 +60,36 @@ func (m *module) takeStale() []*crypto11.Context {
 	s := m.stale
 	m.stale = nil
 	return s
+}
+
+// wanted notes that a caller is waiting for a token of this module.
+func (m *module) wanted() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pause waits backoff before the next recovery attempt, or at most
+// MaxBackoffWhileWaiting after its start when a caller is waiting: a long
+// backoff spares an HSM nobody needs, not one that requests are waiting for.
+func (m *module) pause(backoff time.Duration) {
+	start := time.Now()
+	deadline := start.Add(backoff)
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+			return
+		case <-m.wake:
+			timer.Stop()
+			deadline = start.Add(min(backoff, MaxBackoffWhileWaiting))
+		}
+	}
 }
 
 // startRecovery starts the recovery loop unless one is running.
@@ -94,11 +127,15 @@ func (m *module) recoverLoop() {
 		abandoned := m.closeStale(timeout)
 		var failed []error
 		for t := range m.tokens {
-			if t.state.Load().ctx != nil {
+			if st := t.state.Load(); st.ctx != nil || st.loginRefused != nil {
+				// A token that refused the PIN waits for the operator (Relogin).
 				continue
 			}
 			if err := t.reopen(); err != nil {
 				t.stats.recoveryFailures.Add(1)
+				if t.noteRefused(err) != nil {
+					continue
+				}
 				failed = append(failed, err)
 				// Keep the reason visible to callers of Sign.
 				t.mu.Lock()
@@ -109,6 +146,8 @@ func (m *module) recoverLoop() {
 				t.mu.Unlock()
 			} else {
 				t.stats.recoveries.Add(1)
+				t.cfg.Logger.Info("hsm token recovered", "module", m.path, "token", t.name, "attempt", attempt)
+				t.event(EventRecovered, "", nil)
 			}
 		}
 		if len(failed) == 0 {
@@ -120,7 +159,7 @@ func (m *module) recoverLoop() {
 		m.mu.Unlock()
 		logger.Warn("hsm recovery attempt failed", "module", m.path, "attempt", attempt,
 			"abandoned_contexts", abandoned, "error", errors.Join(failed...).Error(), "retry_in", backoff.String())
-		time.Sleep(backoff)
+		m.pause(backoff)
 		backoff = min(2*backoff, maxBackoff)
 	}
 }

@@ -20,8 +20,10 @@ type Config struct {
 	TokenSerial string    // ... or by serial number; exactly one of the two
 	PIN         PINSource // where the user PIN comes from
 
-	// MaxSessions bounds the sessions used for signing at once. More sessions than
-	// signing goroutines buy nothing (SoftHSM2 signs on the calling thread).
+	// MaxSessions bounds every session opened on the token, at least 2: one
+	// holds the login (crypto11 keeps it open), the others sign, one sign at a
+	// time each. More sessions than signing goroutines buy nothing (SoftHSM2
+	// signs on the calling thread).
 	MaxSessions int
 	// SessionWait is how long a sign waits for a free session before ErrBusy.
 	SessionWait time.Duration
@@ -31,9 +33,15 @@ type Config struct {
 	// OpTimeout bounds opening, logging in and finding keys during recovery.
 	OpTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the pause between recovery attempts.
+	// While signs are being refused because the token is down, attempts are at
+	// most MaxBackoffWhileWaiting apart.
 	MinBackoff, MaxBackoff time.Duration
 
 	Logger *slog.Logger
+	// OnEvent, when set, is told of every token event (down, recovered, login
+	// refused, signature check failed), for the audit log. It is called on the
+	// goroutine that saw the event, sometimes a signing one: it must not block.
+	OnEvent func(Event)
 }
 
 // Defaults for the zero values of Config.
@@ -44,6 +52,10 @@ const (
 	DefaultOpTimeout   = 30 * time.Second
 	DefaultMinBackoff  = 100 * time.Millisecond
 	DefaultMaxBackoff  = 10 * time.Second
+
+	// MaxBackoffWhileWaiting caps the pause between recovery attempts while
+	// signs are waiting for the token.
+	MaxBackoffWhileWaiting = time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -80,18 +92,24 @@ func (c *Config) tokenName() string {
 // Token is a logged-in PKCS#11 token. It is safe for concurrent use.
 type Token struct {
 	cfg  Config
-	pin  string // held for re-login during recovery; never logged
+	pin  string // held for re-login during recovery; never logged; guarded by mu
 	mod  *module
 	name string
 	sem  chan struct{} // one slot per signing session
 
 	state atomic.Pointer[tokenState]
 
-	mu     sync.Mutex // guards keys and state swaps
+	mu     sync.Mutex // guards keys, retired and state swaps
 	keys   []*Key
 	closed bool
+	// retired are contexts replaced by refresh, closed a little later.
+	retired []*crypto11.Context
 
 	stats counters
+	// degraded is set while the last signature that came back did not verify.
+	degraded atomic.Pointer[degradation]
+	// refreshing is set while refresh replaces a context with a dead session.
+	refreshing atomic.Bool
 }
 
 // tokenState is an immutable snapshot: a live crypto11 context and the signers
@@ -101,28 +119,46 @@ type tokenState struct {
 	ctx     *crypto11.Context // nil while the token is down
 	signers map[*Key]crypto11.Signer
 	down    error // why ctx is nil
+	// loginRefused is set when the token refused the PIN: recovery leaves the
+	// token alone until Relogin.
+	loginRefused error
 }
 
 type counters struct {
 	signs, signErrors, busy, timeouts, recoveries, recoveryFailures atomic.Uint64
+	retries, sigCheckFailures, loginRefusals, refreshes             atomic.Uint64
 }
 
 // Stats are cumulative counts since Open, for metrics.
 type Stats struct {
 	Signs, SignErrors, Busy, Timeouts, Recoveries, RecoveryFailures uint64
-	Available                                                       bool
+	// SignRetries counts signs tried a second time after a failed call;
+	// SignatureCheckFailures, signatures that did not verify; LoginRefusals,
+	// logins the token refused.
+	SignRetries, SignatureCheckFailures, LoginRefusals uint64
+	// Refreshes counts contexts replaced because one pooled session died.
+	Refreshes              uint64
+	Available              bool
+	LoginRefused, Degraded bool
 }
 
 // Stats returns the token's counters.
 func (t *Token) Stats() Stats {
+	st := t.state.Load()
 	return Stats{
-		Signs:            t.stats.signs.Load(),
-		SignErrors:       t.stats.signErrors.Load(),
-		Busy:             t.stats.busy.Load(),
-		Timeouts:         t.stats.timeouts.Load(),
-		Recoveries:       t.stats.recoveries.Load(),
-		RecoveryFailures: t.stats.recoveryFailures.Load(),
-		Available:        t.state.Load().ctx != nil,
+		Signs:                  t.stats.signs.Load(),
+		SignErrors:             t.stats.signErrors.Load(),
+		Busy:                   t.stats.busy.Load(),
+		Timeouts:               t.stats.timeouts.Load(),
+		Recoveries:             t.stats.recoveries.Load(),
+		RecoveryFailures:       t.stats.recoveryFailures.Load(),
+		SignRetries:            t.stats.retries.Load(),
+		SignatureCheckFailures: t.stats.sigCheckFailures.Load(),
+		LoginRefusals:          t.stats.loginRefusals.Load(),
+		Refreshes:              t.stats.refreshes.Load(),
+		Available:              st.ctx != nil,
+		LoginRefused:           st.loginRefused != nil,
+		Degraded:               t.degraded.Load() != nil,
 	}
 }
 
@@ -140,12 +176,16 @@ func Open(cfg Config) (*Token, error) {
 	if (cfg.TokenLabel == "") == (cfg.TokenSerial == "") {
 		return nil, t.err("open", "", nil, errors.New("select the token by exactly one of label or serial"))
 	}
+	if cfg.MaxSessions < 2 {
+		return nil, t.err("open", "", nil, fmt.Errorf("max_sessions is %d: it must be at least 2, one session to hold the login and one to sign", cfg.MaxSessions))
+	}
 	pin, err := cfg.PIN.Read()
 	if err != nil {
 		return nil, t.err("login", "", nil, err)
 	}
 	t.pin = pin
-	t.sem = make(chan struct{}, cfg.MaxSessions)
+	// One session holds the login; the others sign.
+	t.sem = make(chan struct{}, cfg.MaxSessions-1)
 	t.mod = moduleFor(cfg.ModulePath)
 
 	t.mod.mu.Lock()
@@ -155,6 +195,10 @@ func Open(cfg Config) (*Token, error) {
 	}
 	ctx, err := t.configure()
 	if err != nil {
+		if pinRefused(err) {
+			t.stats.loginRefusals.Add(1)
+			return nil, t.err("log in", "", ErrLoginRefused, err)
+		}
 		return nil, err
 	}
 	t.state.Store(&tokenState{gen: 1, ctx: ctx, signers: map[*Key]crypto11.Signer{}})
@@ -181,8 +225,13 @@ func (t *Token) Close() error {
 	t.closed = true
 	st := t.state.Load()
 	t.state.Store(&tokenState{gen: st.gen + 1, down: errors.New("token closed")})
+	retired := t.retired
+	t.retired = nil
 	t.mu.Unlock()
 	delete(t.mod.tokens, t)
+	for _, ctx := range retired {
+		closeWithin(ctx, t.cfg.SignTimeout+time.Second)
+	}
 	if st.ctx != nil {
 		if !closeWithin(st.ctx, t.cfg.SignTimeout+time.Second) {
 			return t.err("close", "", ErrUnavailable, errors.New("sessions still busy in the module; abandoned"))
@@ -194,15 +243,19 @@ func (t *Token) Close() error {
 // configure opens a crypto11 context for the token and logs in, within OpTimeout.
 // The caller holds t.mod.mu.
 func (t *Token) configure() (*crypto11.Context, error) {
+	t.mu.Lock()
+	pin := t.pin
+	t.mu.Unlock()
 	c11 := &crypto11.Config{
 		Path:        t.cfg.ModulePath,
 		TokenLabel:  t.cfg.TokenLabel,
 		TokenSerial: t.cfg.TokenSerial,
-		Pin:         t.pin,
-		// One session more than the signers use: crypto11 keeps one open to hold
-		// the login. The pool never waits, because t.sem admits no more signers
-		// than it has sessions; the timeout is a second line of defence.
-		MaxSessions:     t.cfg.MaxSessions + 1,
+		Pin:         pin,
+		// Every session counts against the token's limit: crypto11 keeps one
+		// open to hold the login and pools MaxSessions-1 for signing. The pool
+		// never waits, because t.sem admits no more signers than it has
+		// sessions; the timeout is a second line of defence.
+		MaxSessions:     t.cfg.MaxSessions,
 		PoolWaitTimeout: t.cfg.SessionWait,
 	}
 	type result struct {
@@ -228,7 +281,7 @@ func (t *Token) configure() (*crypto11.Context, error) {
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, t.err("open and log in", "", nil, r.err)
+			return nil, t.err("open and log in", "", nil, explainSessionCount(r.err, t.cfg.MaxSessions))
 		}
 		return r.ctx, nil
 	case <-timer.C:
@@ -241,6 +294,10 @@ func (t *Token) configure() (*crypto11.Context, error) {
 func (t *Token) current(op string, key string) (*tokenState, error) {
 	st := t.state.Load()
 	if st.ctx == nil {
+		if st.loginRefused == nil {
+			// Someone is waiting for the token: recovery should not sleep long.
+			t.mod.wanted()
+		}
 		return nil, t.err(op, key, ErrUnavailable, st.down)
 	}
 	return st, nil
@@ -268,6 +325,7 @@ func (t *Token) Check(ctx context.Context) error {
 func (t *Token) fail(gen uint64, cause error) {
 	if t.markDown(gen, cause) {
 		t.cfg.Logger.Warn("hsm token down; recovering", "module", t.cfg.ModulePath, "token", t.name, "cause", cause.Error())
+		t.event(EventDown, "", cause)
 		t.mod.startRecovery()
 	}
 }
@@ -326,6 +384,55 @@ func (t *Token) reopen() error {
 	st := t.state.Load()
 	t.state.Store(&tokenState{gen: st.gen + 1, ctx: ctx, signers: signers})
 	return nil
+}
+
+// refresh replaces a working context whose pool holds a dead session (crypto11
+// returns broken sessions to its pool) with a new one, without taking the
+// token down: the same steps as recovery, then the old context is closed once
+// no sign can still be about to use it. One refresh at a time; a failed one
+// leaves the working context in place.
+func (t *Token) refresh(gen uint64, cause error) {
+	if !t.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	defer t.refreshing.Store(false)
+	t.mod.mu.Lock()
+	defer t.mod.mu.Unlock()
+	st := t.state.Load()
+	if st.gen != gen || st.ctx == nil {
+		return // recovered or down meanwhile: nothing old to replace
+	}
+	if err := t.reopen(); err != nil {
+		t.cfg.Logger.Warn("hsm could not replace a context with a dead session; keeping it", "module", t.cfg.ModulePath, "token", t.name, "error", err.Error())
+		return
+	}
+	t.stats.refreshes.Add(1)
+	t.cfg.Logger.Info("hsm replaced a context whose pool held a dead session", "module", t.cfg.ModulePath, "token", t.name, "cause", cause.Error())
+	old := st.ctx
+	t.mu.Lock()
+	t.retired = append(t.retired, old)
+	t.mu.Unlock()
+	// A sign that read the old state may still be waiting for a session slot
+	// (SessionWait) before it calls into the old context.
+	time.AfterFunc(t.cfg.SessionWait+time.Second, func() {
+		if t.takeRetired(old) {
+			closeWithin(old, t.cfg.SignTimeout+time.Second)
+		}
+	})
+}
+
+// takeRetired removes ctx from the contexts waiting to be closed, and reports
+// whether it was there (Close may have closed it already).
+func (t *Token) takeRetired(ctx *crypto11.Context) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, c := range t.retired {
+		if c == ctx {
+			t.retired = append(t.retired[:i], t.retired[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Token) err(op, key string, kind, cause error) error {

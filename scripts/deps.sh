@@ -20,6 +20,8 @@ if [ "$purpose" = test ]; then
     [postgresql]="glob:/usr/lib/postgresql/*/bin/initdb"
     [prometheus]="promtool"
     [systemd]="systemd-analyze"
+    [gcc]="gcc"
+    [libp11-kit-dev]="file:/usr/include/p11-kit-1/p11-kit/pkcs11.h"
   )
 fi
 

@@ -44,6 +44,9 @@ func (c *caConfig) validateIssuance(p *config.Problems) {
 	if c.HSM.PIN.IsZero() {
 		p.Addf("hsm.pin", "give file or env")
 	}
+	if c.HSM.MaxSessions == 1 || c.HSM.MaxSessions < 0 {
+		p.Addf("hsm.max_sessions", "must be at least 2: every session counts, one holds the login and the others sign")
+	}
 	if len(c.Issuers) == 0 {
 		p.Addf("issuers", "at least one issuer is required")
 	}

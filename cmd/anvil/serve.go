@@ -18,6 +18,7 @@ import (
 
 	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/api"
+	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/signer"
 	"github.com/anvil-pki/anvil/validation"
@@ -91,6 +92,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 	if unlock != nil {
 		c.closers = append(c.closers, unlock)
 	}
+	c.closers = append(c.closers, reloginOnSIGHUP(c.tokens, logger))
 	s := &server{core: c, cfg: cfg}
 	defer func() {
 		if err != nil {
@@ -348,13 +350,24 @@ func (s *server) housekeeping(ctx context.Context) {
 func (s *server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		// Each token's known state, never a call into the module: a hung HSM
+		// must not hang the health check (a hang shows once sign_timeout cuts
+		// it), and a health probe costs no HSM work.
+		var b strings.Builder
+		status := http.StatusOK
 		for _, t := range s.tokens {
-			if err := t.Check(r.Context()); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
+			h := t.Health()
+			if h.State != hsm.HealthOK {
+				status = http.StatusServiceUnavailable
 			}
+			fmt.Fprintf(&b, "token %s: %s\n", t.Label(), h)
 		}
-		fmt.Fprintln(w, "ok")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		if status == http.StatusOK {
+			fmt.Fprint(w, "ok\n")
+		}
+		fmt.Fprint(w, b.String())
 	})
 	mux.Handle("/metrics", metricsHandler(s))
 	// Profiles for operators chasing a slow server; the admin listener must

@@ -68,6 +68,7 @@ func runSigner(args []string) error {
 		return err
 	}
 	defer c.close()
+	defer reloginOnSIGHUP(c.tokens, logger)()
 	srv, err := signer.NewServer(signer.ServerConfig{Service: c.svc, Store: c.store, AllowedClients: cfg.AllowedClients, Logger: logger})
 	if err != nil {
 		return err
