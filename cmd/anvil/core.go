@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"sync/atomic"
 
 	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/audit"
@@ -108,7 +109,10 @@ type core struct {
 	publisher   *revocation.Publisher
 	metrics     *metrics.Metrics
 	audit       audit.Recorder // audit.Discard without an audit section
-	closers     []func()
+	// hsmAudit is audit for the tokens' event hooks, which run on their own
+	// goroutines and may fire before the audit log is open.
+	hsmAudit atomic.Pointer[audit.Recorder]
+	closers  []func()
 }
 
 // openCore opens the database and, with issue set, everything issuance needs.
@@ -132,6 +136,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	if c.audit, err = c.openAudit(&cfg.Audit, cfg.Audit.path()); err != nil {
 		return nil, err
 	}
+	c.hsmAudit.Store(&c.audit)
 	if !issue {
 		return c, nil
 	}
@@ -256,6 +261,7 @@ func (s *core) tokenFor(u *hsm.URI) (*hsm.Token, error) {
 		ModulePath: s.cfg.HSM.Module, TokenLabel: u.Token, TokenSerial: u.Serial, PIN: s.cfg.HSM.PIN,
 		MaxSessions: s.cfg.HSM.MaxSessions, SessionWait: s.cfg.HSM.SessionWait.Duration,
 		SignTimeout: s.cfg.HSM.SignTimeout.Duration, Logger: s.log,
+		OnEvent: s.auditHSMEvent,
 	}
 	if u.ModulePath != "" {
 		hc.ModulePath = u.ModulePath
@@ -348,4 +354,35 @@ func (s *core) buildPublisher(ctx context.Context, issuers []*issuance.Issuer) (
 		Audit:            s.audit,
 		Logger:           s.log,
 	}, s.store, signers, s.cfg.PKI.Files)
+}
+
+// hsmAuditTypes names each token event in the audit log.
+var hsmAuditTypes = map[string]string{
+	hsm.EventDown:                 audit.HSMTokenDown,
+	hsm.EventRecovered:            audit.HSMTokenRecovered,
+	hsm.EventLoginRefused:         audit.HSMLoginRefused,
+	hsm.EventSignatureCheckFailed: audit.HSMSignatureBad,
+}
+
+// auditHSMEvent records a token event in the audit log. It finds the log when
+// the event happens, not when the token opens, because the audit log opens
+// after the first token; and it does not wait, because the event may fire
+// inside the audit key's own signature at a checkpoint.
+func (s *core) auditHSMEvent(ev hsm.Event) {
+	r := s.hsmAudit.Load()
+	if r == nil {
+		return
+	}
+	data := map[string]any{"token": ev.Token}
+	if ev.Key != "" {
+		data["key"] = ev.Key
+	}
+	if ev.Err != nil {
+		data["error"] = ev.Err.Error()
+	}
+	typ, ok := hsmAuditTypes[ev.Kind]
+	if !ok {
+		typ = "hsm." + ev.Kind
+	}
+	audit.Async(*r, audit.Event{Type: typ, Data: data})
 }
