@@ -39,6 +39,24 @@ type instrumentedValidator struct {
 func (v instrumentedValidator) Validate(ctx context.Context, ident acme.Identifier, typ, token, keyAuth string) error {
 	start := time.Now()
 	err := v.Validator.Validate(ctx, ident, typ, token, keyAuth)
+	v.observe(typ, start, err)
+	return err
+}
+
+// ValidateContacted keeps the wrapped validator's report of the addresses it
+// contacted (acme.ContactReporter), which the audit log records.
+func (v instrumentedValidator) ValidateContacted(ctx context.Context, ident acme.Identifier, typ, token, keyAuth string) ([]string, error) {
+	cr, ok := v.Validator.(acme.ContactReporter)
+	if !ok {
+		return nil, v.Validate(ctx, ident, typ, token, keyAuth)
+	}
+	start := time.Now()
+	contacted, err := cr.ValidateContacted(ctx, ident, typ, token, keyAuth)
+	v.observe(typ, start, err)
+	return contacted, err
+}
+
+func (v instrumentedValidator) observe(typ string, start time.Time, err error) {
 	switch typ {
 	case acme.HTTP01, acme.DNS01, acme.TLSALPN01:
 	default:
@@ -46,7 +64,6 @@ func (v instrumentedValidator) Validate(ctx context.Context, ident acme.Identifi
 	}
 	v.m.ValidationDuration.WithLabelValues(typ).Observe(time.Since(start).Seconds())
 	v.m.Validations.WithLabelValues(typ, validationOutcome(err, "valid")).Inc()
-	return err
 }
 
 func (v instrumentedValidator) CheckCAA(ctx context.Context, name string, wildcard bool, accountURI, method string) error {

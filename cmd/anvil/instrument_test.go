@@ -109,3 +109,28 @@ func TestValidationOutcomes(t *testing.T) {
 		t.Errorf("CAA refusal counted %s", got)
 	}
 }
+
+// contactingValidator reports the addresses a validation contacted.
+type contactingValidator struct{ fakeValidator }
+
+func (contactingValidator) ValidateContacted(context.Context, acme.Identifier, string, string, string) ([]string, error) {
+	return []string{"127.0.0.1:80"}, nil
+}
+
+// The audit log learns the addresses a validation contacted through
+// acme.ContactReporter: the metrics decorator must pass it through, counted.
+func TestInstrumentedValidatorKeepsContactReport(t *testing.T) {
+	m := metrics.New()
+	var v acme.Validator = instrumentedValidator{contactingValidator{}, m}
+	cr, ok := v.(acme.ContactReporter)
+	if !ok {
+		t.Fatal("the instrumented validator hides acme.ContactReporter: the audit log would lose the addresses contacted")
+	}
+	got, err := cr.ValidateContacted(context.Background(), acme.Identifier{}, acme.HTTP01, "", "")
+	if err != nil || len(got) != 1 || got[0] != "127.0.0.1:80" {
+		t.Fatalf("ValidateContacted = %v, %v", got, err)
+	}
+	if n := sampleValue(t, m, "anvil_validations_total", `challenge="http-01",outcome="valid"`); n != "1" {
+		t.Errorf("a validation through ValidateContacted counted %s times, want 1", n)
+	}
+}
