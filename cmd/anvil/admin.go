@@ -30,6 +30,7 @@ const adminUsage = `usage:
   anvil admin eab revoke --config serve.yaml KEY-ID
   anvil admin revoke     --config serve.yaml --serial HEX [--reason keyCompromise]
   anvil admin cert show  --config serve.yaml --serial HEX
+  anvil admin ledger check --config serve.yaml
 
 The serve configuration names the database; nothing else in it is used.`
 
@@ -55,6 +56,8 @@ func admin(args []string, out io.Writer) error {
 		return adminRevoke(args[1:], out)
 	case args[0] == "cert" && len(args) >= 2 && args[1] == "show":
 		return certShow(args[2:], out)
+	case args[0] == "ledger" && len(args) >= 2 && args[1] == "check":
+		return ledgerCheck(args[2:], out)
 	}
 	return fmt.Errorf("unknown admin command %q\n%s", strings.Join(args, " "), adminUsage)
 }
@@ -240,6 +243,10 @@ func certShow(args []string, out io.Writer) error {
 	}
 	state := "reserved, never signed (no lint certificate)"
 	switch {
+	case c.Outcome == storage.OutcomeNotSigned:
+		state = "not signed: " + c.OutcomeReason
+	case c.Outcome == storage.OutcomeAbandoned:
+		state = fmt.Sprintf("abandoned (a signature may exist), published as revoked at %s (%s)", c.RevokedAt.Format(time.RFC3339), acme.ReasonName(c.Reason))
 	case c.DER == nil && c.LintDER != nil:
 		state = "intent recorded, no certificate stored (a signature may exist: see the lint certificate)"
 	case !c.RevokedAt.IsZero():

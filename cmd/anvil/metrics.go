@@ -60,5 +60,6 @@ func metricsHandler(s *server) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	reg.MustRegister(newHSMCollector(s))
+	reg.MustRegister(newLedgerCollector(s.store))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/sqlite"
+)
+
+// A server starting on SQLite owns what its dead predecessor left: open
+// intents are abandoned (and so revoked), and an order that was processing
+// under a lease is claimable at once instead of after the lease.
+func TestRecoverAloneResumesAtOnce(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(t.TempDir() + "/anvil.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Now()
+	acct := &storage.Account{KeyID: "k", Status: "valid", CreatedAt: now}
+	if err := store.CreateAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	o := &storage.Order{AccountID: acct.ID, Status: "processing", Profile: "tls", Expires: now.Add(time.Hour),
+		CSR: []byte("csr"), LeaseUntil: now.Add(time.Minute)}
+	if err := store.CreateOrder(ctx, o, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ReserveSerial(ctx, &storage.Certificate{Serial: "01", Issuer: "ecdsa", OrderID: o.ID,
+		LintDER: []byte("lint"), CreatedAt: now, Expires: now.Add(time.Hour), Holder: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	c := &core{cfg: &caConfig{Database: databaseConfig{Driver: "sqlite"}}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), store: store}
+	if err := c.recoverAlone(ctx); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := store.ClaimOrders(ctx, time.Now(), time.Minute, 10)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != o.ID {
+		t.Fatalf("ClaimOrders right after the restart = %d orders, %v; want the interrupted one", len(claimed), err)
+	}
+	cert, err := store.GetCertificate(ctx, "01")
+	if err != nil || cert.Outcome != storage.OutcomeAbandoned || cert.Reason != storage.ReasonCessationOfOperation || cert.RevokedAt.IsZero() {
+		t.Fatalf("open intent after the restart: %+v, %v; want abandoned and revoked", cert, err)
+	}
+
+	// The metric counts it.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newLedgerCollector(store))
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || len(mfs[0].Metric) != 1 {
+		t.Fatalf("gathered %v, %v; want one anvil_ledger_rows series", mfs, err)
+	}
+	m := mfs[0].Metric[0]
+	labels := map[string]string{}
+	for _, l := range m.Label {
+		labels[l.GetName()] = l.GetValue()
+	}
+	if mfs[0].GetName() != "anvil_ledger_rows" || labels["issuer"] != "ecdsa" || labels["outcome"] != "abandoned" || m.GetGauge().GetValue() != 1 {
+		t.Fatalf("metric %s %v = %v; want anvil_ledger_rows{issuer=ecdsa,outcome=abandoned} 1", mfs[0].GetName(), labels, m.GetGauge().GetValue())
+	}
+}
