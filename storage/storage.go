@@ -339,6 +339,14 @@ type Store interface {
 	// the serve lock), whose dead predecessor held them; it returns how many
 	// orders and challenges it freed.
 	ReleaseAllLeases(ctx context.Context) (int64, error)
+	// SetLeaseHolder names this process (its node identity) in every lease it
+	// writes from now on on orders and challenges: UpdateOrder,
+	// UpdateChallenge, RecordValidation, ClaimOrders and ClaimChallenges.
+	SetLeaseHolder(holder string)
+	// ReleaseLeasesOf frees the orders and challenges in processing whose
+	// lease holder names: they become due at once. It is for a node that
+	// restarts under its own identity and takes its own work back.
+	ReleaseLeasesOf(ctx context.Context, holder string) (int64, error)
 
 	// DeleteExpired removes used nonces, orders and authorizations (with their
 	// challenges) that expired before cutoff, and leases that ended before it,

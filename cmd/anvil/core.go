@@ -126,6 +126,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	}
 	store := c.store
 	c.closers = append(c.closers, func() { store.Close() })
+	store.SetLeaseHolder(cfg.nodeID())
 	if !issue {
 		return c, nil
 	}

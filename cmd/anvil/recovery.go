@@ -63,12 +63,25 @@ func (c *core) recoverAlone(ctx context.Context) error {
 
 // recoverNode runs at the start of a node sharing its database (PostgreSQL).
 // It takes its node lease back at once (the lease is held by its own
-// identity), and abandons the intents its previous life left open: no other
-// live process writes under its identity, which node_id must guarantee.
-func (c *core) recoverNode(ctx context.Context) error {
+// identity), releases the leases its previous life held on orders and
+// challenges, so that that work resumes now rather than when the leases run
+// out, and (with ledger set, when it issues) abandons the intents its
+// previous life left open. All of it rests on no other live process using
+// its identity, which node_id must guarantee.
+func (c *core) recoverNode(ctx context.Context, ledger bool) error {
 	now := time.Now()
 	if err := c.takeNodeLease(ctx, now); err != nil {
 		return err
+	}
+	freed, err := c.store.ReleaseLeasesOf(ctx, c.cfg.nodeID())
+	if err != nil {
+		return fmt.Errorf("recover leases: %w", err)
+	}
+	if freed > 0 {
+		c.log.Warn("took back the work this node's previous process held", "node", c.cfg.nodeID(), "resumed_orders_and_challenges", freed)
+	}
+	if !ledger {
+		return nil
 	}
 	abandoned, err := c.store.AbandonIntents(ctx, c.cfg.nodeID(), now)
 	if err != nil {
@@ -131,13 +144,14 @@ func (c *core) ledgerDuty(ctx context.Context) {
 
 // recoverAtStart recovers what a dead predecessor left, before this server
 // takes requests. With a remote signer the signer owns the ledger and
-// recovers it itself.
+// recovers it itself; a front end on PostgreSQL still takes back its own
+// leases on orders and challenges.
 func (s *server) recoverAtStart(ctx context.Context) error {
-	if s.svc == nil {
-		return nil
-	}
 	if s.cfg.Database.Driver == "sqlite" {
+		if s.svc == nil {
+			return nil
+		}
 		return s.recoverAlone(ctx)
 	}
-	return s.recoverNode(ctx)
+	return s.recoverNode(ctx, s.svc != nil)
 }

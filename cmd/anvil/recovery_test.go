@@ -66,3 +66,51 @@ func TestRecoverAloneResumesAtOnce(t *testing.T) {
 		t.Fatalf("metric %s %v = %v; want anvil_ledger_rows{issuer=ecdsa,outcome=abandoned} 1", mfs[0].GetName(), labels, m.GetGauge().GetValue())
 	}
 }
+
+// A node sharing its database (PostgreSQL) that restarts under the same
+// node_id takes back at once the orders it was finalizing and abandons its
+// own open intents; another node's work and intents are left alone. (The
+// store here is SQLite: the storage behaviour is the same on both, as the
+// conformance suite checks.)
+func TestRecoverNodeTakesItsOwnWorkBack(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(t.TempDir() + "/anvil.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Now()
+	acct := &storage.Account{KeyID: "k", Status: "valid", CreatedAt: now}
+	if err := store.CreateAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []string{"node-1", "node-2"} {
+		store.SetLeaseHolder(node)
+		o := &storage.Order{ID: "order-" + node, AccountID: acct.ID, Status: "pending", Profile: "tls", Expires: now.Add(time.Hour)}
+		if err := store.CreateOrder(ctx, o, nil); err != nil {
+			t.Fatal(err)
+		}
+		o.Status, o.CSR, o.LeaseUntil = "processing", []byte("csr"), now.Add(time.Minute)
+		if err := store.UpdateOrder(ctx, o, "pending"); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.ReserveSerial(ctx, &storage.Certificate{Serial: "0" + node[5:], Issuer: "ecdsa", OrderID: o.ID,
+			LintDER: []byte("lint"), CreatedAt: now, Expires: now.Add(time.Hour), Holder: node}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &core{cfg: &caConfig{Database: databaseConfig{Driver: "postgres"}, NodeID: "node-1"},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), store: store}
+	store.SetLeaseHolder(c.cfg.nodeID())
+	if err := c.recoverNode(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := store.ClaimOrders(ctx, time.Now(), time.Minute, 10)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != "order-node-1" {
+		t.Fatalf("ClaimOrders after node-1 restarted = %d orders, %v; want only node-1's own", len(claimed), err)
+	}
+	open, err := store.OpenIntents(ctx, nodeLeasePrefix, time.Now())
+	if err != nil || len(open) != 1 || open[0].Holder != "node-2" {
+		t.Fatalf("open intents after node-1 restarted: %+v, %v; want only node-2's", open, err)
+	}
+}

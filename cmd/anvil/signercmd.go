@@ -68,7 +68,7 @@ func runSigner(args []string) error {
 		return err
 	}
 	defer c.close()
-	if err := c.recoverNode(ctx); err != nil {
+	if err := c.recoverNode(ctx, true); err != nil {
 		return err
 	}
 	srv, err := signer.NewServer(signer.ServerConfig{Service: c.svc, Store: c.store, AllowedClients: cfg.AllowedClients, Logger: logger})

@@ -31,6 +31,27 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
+// ReleaseLeasesOf frees holder's orders and challenges in processing.
+func (s *Store) ReleaseLeasesOf(ctx context.Context, holder string) (int64, error) {
+	var n int64
+	zero := ts(time.Time{})
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		n = 0
+		for _, table := range []string{"orders", "challenges"} {
+			tag, err := tx.Exec(ctx, `UPDATE `+table+` SET lease_until = $1 WHERE status = 'processing' AND lease_until > $1 AND lease_holder = $2`, zero, holder)
+			if err != nil {
+				return err
+			}
+			n += tag.RowsAffected()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release leases of %q: %w", holder, err)
+	}
+	return n, nil
+}
+
 // ReleaseAllLeases ends every lease in one transaction. On PostgreSQL other
 // nodes may hold leases: only a tool that knows every node is stopped may
 // call it.

@@ -32,6 +32,38 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
+// ReleaseLeasesOf frees holder's orders and challenges in processing.
+func (s *Store) ReleaseLeasesOf(ctx context.Context, holder string) (int64, error) {
+	return s.releaseWork(ctx, `AND lease_holder = ?`, holder)
+}
+
+// releaseWork sets the lease of orders and challenges in processing that
+// match cond to the zero time, in one transaction, and counts them.
+func (s *Store) releaseWork(ctx context.Context, cond string, args ...any) (int64, error) {
+	var n int64
+	zero := micros(time.Time{})
+	err := s.c.do(ctx, false, func(ctx context.Context, tx *sql.Tx) error {
+		n = 0
+		for _, table := range []string{"orders", "challenges"} {
+			res, err := tx.ExecContext(ctx, `UPDATE `+table+` SET lease_until = ? WHERE status = 'processing' AND lease_until > ? `+cond,
+				append([]any{zero, zero}, args...)...)
+			if err != nil {
+				return err
+			}
+			m, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += m
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release leases: %w", err)
+	}
+	return n, nil
+}
+
 // ReleaseAllLeases ends every lease in one transaction: this process owns the
 // database alone, and what its predecessor held is its own to resume.
 func (s *Store) ReleaseAllLeases(ctx context.Context) (int64, error) {

@@ -224,3 +224,48 @@ func testReleaseLeases(t *testing.T, s storage.Store) {
 		t.Fatal("a named lease survived ReleaseAllLeases")
 	}
 }
+
+// testReleaseLeasesOf checks that leases on orders and challenges name their
+// holder, and that a holder's leases, and only those, can be released at once:
+// a node restarting under its identity takes its own work back.
+func testReleaseLeasesOf(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	acct := createAccount(t, s, "key-a")
+	lease := at(time.Hour)
+	var orders []*storage.Order
+	for i, holder := range []string{"node-a", "node-b"} {
+		z := newAuthz(name("z", i), acct.ID, dns(name("z", i)+".example"), "pending", at(7*day))
+		o := newOrder(name("o", i), acct.ID, "pending", z)
+		must(t, s.CreateOrder(ctx, o, []*storage.Authorization{z}), "CreateOrder")
+		s.SetLeaseHolder(holder)
+		next := *o
+		next.Status, next.LeaseUntil = "processing", lease
+		must(t, s.UpdateOrder(ctx, &next, "pending"), "UpdateOrder to processing")
+		c := *z.Challenges[0]
+		c.Status, c.NextAttempt, c.LeaseUntil = "processing", base, lease
+		must(t, s.UpdateChallenge(ctx, &c, "pending"), "UpdateChallenge to processing")
+		orders = append(orders, &next)
+	}
+	n, err := s.ReleaseLeasesOf(ctx, "node-a")
+	must(t, err, "ReleaseLeasesOf")
+	if n != 2 {
+		t.Fatalf("ReleaseLeasesOf(node-a) freed %d orders and challenges, want 2", n)
+	}
+	now := at(time.Minute)
+	os, err := s.ClaimOrders(ctx, now, time.Minute, 10)
+	must(t, err, "ClaimOrders")
+	if len(os) != 1 || os[0].ID != orders[0].ID {
+		t.Fatalf("ClaimOrders after node-a's release: %d orders, want only %s", len(os), orders[0].ID)
+	}
+	cs, err := s.ClaimChallenges(ctx, now, time.Minute, 10)
+	must(t, err, "ClaimChallenges")
+	if len(cs) != 1 || cs[0].ID != "z-00-http" {
+		t.Fatalf("ClaimChallenges after node-a's release: %d challenges, want only z-00-http", len(cs))
+	}
+	// The claims were written under node-b's name (the store's holder now).
+	n, err = s.ReleaseLeasesOf(ctx, "node-b")
+	must(t, err, "ReleaseLeasesOf")
+	if n != 4 {
+		t.Fatalf("ReleaseLeasesOf(node-b) freed %d, want 4: its own two and the two it claimed", n)
+	}
+}

@@ -52,6 +52,7 @@ var suite = []check{
 	{"AbandonOrphanedIntents", testAbandonOrphanedIntents},
 	{"LedgerCounts", testLedgerCounts},
 	{"ReleaseLeases", testReleaseLeases},
+	{"ReleaseLeasesOf", testReleaseLeasesOf},
 	{"CRLs", testCRLs},
 	{"EABKeys", testEABKeys},
 	{"EABBindRace", testEABBindRace},
