@@ -352,6 +352,10 @@ func (l Ledger) RecordIssued(ctx context.Context, serial *big.Int, der []byte) e
 	return l.Store.RecordIssuedCertificate(ctx, fmt.Sprintf("%x", serial), der)
 }
 
+func (l Ledger) RecordAbandoned(ctx context.Context, serial *big.Int) error {
+	return l.Store.AbandonIntent(ctx, fmt.Sprintf("%x", serial), time.Now())
+}
+
 func (l Ledger) RecordNotSigned(ctx context.Context, serial *big.Int, reason string) error {
 	return l.Store.RecordNotSigned(ctx, fmt.Sprintf("%x", serial), reason)
 }

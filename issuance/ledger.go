@@ -20,7 +20,8 @@ import (
 //  2. then one outcome: RecordIssued, with the signed and verified
 //     certificate, before it is returned; or RecordNotSigned when no valid
 //     signature left the HSM (the call failed, or the signature did not
-//     verify).
+//     verify); or RecordAbandoned when a valid signature exists but
+//     RecordIssued failed: the serial is then published as revoked.
 //
 // After a crash, an intent without an outcome is a signature that may exist;
 // the lint certificate says exactly what it covered. Its owner closes it as
@@ -29,6 +30,7 @@ type Ledger interface {
 	RecordIntent(ctx context.Context, r SerialReservation) error
 	RecordIssued(ctx context.Context, serial *big.Int, certDER []byte) error
 	RecordNotSigned(ctx context.Context, serial *big.Int, reason string) error
+	RecordAbandoned(ctx context.Context, serial *big.Int) error
 }
 
 // Reasons recorded with RecordNotSigned.
@@ -68,6 +70,7 @@ type LedgerEntry struct {
 	SerialReservation
 	Cert      []byte
 	NotSigned string // the reason, when not signed
+	Abandoned bool
 }
 
 // NewMemoryLedger returns an empty MemoryLedger.
@@ -93,7 +96,7 @@ func (l *MemoryLedger) open(serial *big.Int) (*LedgerEntry, error) {
 	if !ok {
 		return nil, fmt.Errorf("serial %x has no recorded intent", serial)
 	}
-	if e.Cert != nil || e.NotSigned != "" {
+	if e.Cert != nil || e.NotSigned != "" || e.Abandoned {
 		return nil, fmt.Errorf("serial %x already has an outcome", serial)
 	}
 	return e, nil
@@ -118,6 +121,17 @@ func (l *MemoryLedger) RecordNotSigned(_ context.Context, serial *big.Int, reaso
 		return err
 	}
 	e.NotSigned = reason
+	return nil
+}
+
+func (l *MemoryLedger) RecordAbandoned(_ context.Context, serial *big.Int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, err := l.open(serial)
+	if err != nil {
+		return err
+	}
+	e.Abandoned = true
 	return nil
 }
 

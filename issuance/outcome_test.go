@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"math/big"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -117,5 +118,33 @@ func TestTokenDownFailsBeforeTheLedger(t *testing.T) {
 	}
 	if ledger.Len() != 0 {
 		t.Fatalf("the ledger has %d rows; a request for a token known to be down must write nothing", ledger.Len())
+	}
+}
+
+// recordFailLedger fails to record issued certificates, as a database that
+// goes away between the intent and the outcome would.
+type recordFailLedger struct{ *issuance.MemoryLedger }
+
+func (recordFailLedger) RecordIssued(context.Context, *big.Int, []byte) error {
+	return errors.New("database is locked")
+}
+
+// A signature that verifies but cannot be recorded is never returned, and its
+// row is closed as abandoned (so that its serial is published as revoked).
+func TestUnrecordedSignatureIsAbandoned(t *testing.T) {
+	iss, _ := faultyIssuer(t)
+	ledger := recordFailLedger{issuance.NewMemoryLedger()}
+	svc := newService(t, ledger, []*issuance.Issuer{iss})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, err := svc.Prepare(context.Background(), issuance.Request{CSR: csrFor(t, key, "a.example.com"), DNSNames: []string{"a.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued, err := p.Sign(context.Background())
+	if !errors.Is(err, issuance.ErrLedger) || issued != nil {
+		t.Fatalf("Sign = %v, %v; want ErrLedger and no certificate", issued, err)
+	}
+	if entry, _ := ledger.Entry(p.Serial()); !entry.Abandoned {
+		t.Fatalf("ledger entry after an unrecorded signature: abandoned=%v not_signed=%q; want abandoned", entry.Abandoned, entry.NotSigned)
 	}
 }

@@ -250,6 +250,14 @@ func (p *Prepared) Sign(ctx context.Context) (*Issued, error) {
 		return nil, err
 	}
 	if err := p.svc.ledger.RecordIssued(ctx, p.serial, der); err != nil {
+		// A valid signature exists and is not on record: it is never
+		// returned, and its serial is published as revoked.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if aerr := p.svc.ledger.RecordAbandoned(actx, p.serial); aerr != nil {
+			p.svc.log.Error("ledger outcome not recorded; the intent stays open until it is abandoned",
+				"serial", fmt.Sprintf("%x", p.serial), "outcome", "abandoned", "error", aerr)
+		}
 		return nil, fmt.Errorf("%w: record issued certificate %x: %w", ErrLedger, p.serial, err)
 	}
 	p.svc.log.Info("certificate issued", "audit", "issuance", "serial", fmt.Sprintf("%x", p.serial),

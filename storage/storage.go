@@ -288,6 +288,10 @@ type Store interface {
 	// rows' writer is dead: at start on SQLite, or a node restarting under its
 	// own identity. It returns how many rows were abandoned.
 	AbandonIntents(ctx context.Context, holder string, at time.Time) (int64, error)
+	// AbandonIntent closes one open intent as AbandonIntents does: for a
+	// signature that exists but could not be recorded. ErrConflict if it has
+	// an outcome or no intent, ErrNotFound if never reserved.
+	AbandonIntent(ctx context.Context, serial string, at time.Time) error
 	// AbandonOrphanedIntents is AbandonIntents for the open rows whose holder
 	// holds no live lease named leasePrefix+holder at `at`: a sweep for nodes
 	// that died.

@@ -72,6 +72,13 @@ func (s *Store) AbandonIntents(ctx context.Context, holder string, at time.Time)
 	return s.abandon(ctx, `($1 = '' OR holder = $1)`, []any{holder}, at)
 }
 
+// AbandonIntent closes one open intent as abandoned and revokes it.
+func (s *Store) AbandonIntent(ctx context.Context, serial string, at time.Time) error {
+	return s.conditional(ctx, "reserved serial", serial, `SELECT 1 FROM certificates WHERE serial = $1`,
+		`UPDATE certificates SET outcome = 'abandoned', revoked_at = $1, reason = $2 WHERE serial = $3 AND lint_der IS NOT NULL AND outcome = ''`,
+		ts(at), storage.ReasonCessationOfOperation, serial)
+}
+
 // AbandonOrphanedIntents closes the open rows whose holder's lease is not live.
 func (s *Store) AbandonOrphanedIntents(ctx context.Context, leasePrefix string, at time.Time) (int64, error) {
 	return s.abandon(ctx, `NOT EXISTS (SELECT 1 FROM leases WHERE name = $1 || certificates.holder AND held_until >= $2)`,

@@ -69,6 +69,13 @@ func (s *Store) AbandonIntents(ctx context.Context, holder string, at time.Time)
 	return s.abandon(ctx, `(? = '' OR holder = ?)`, at, holder, holder)
 }
 
+// AbandonIntent closes one open intent as abandoned and revokes it.
+func (s *Store) AbandonIntent(ctx context.Context, serial string, at time.Time) error {
+	return s.conditional(ctx, "reserved serial", serial, `SELECT 1 FROM certificates WHERE serial = ?`,
+		`UPDATE certificates SET outcome = 'abandoned', revoked_at = ?, reason = ? WHERE serial = ? AND lint_der IS NOT NULL AND outcome = ''`,
+		micros(at), storage.ReasonCessationOfOperation, serial)
+}
+
 // AbandonOrphanedIntents closes the open rows whose holder's lease is not live.
 func (s *Store) AbandonOrphanedIntents(ctx context.Context, leasePrefix string, at time.Time) (int64, error) {
 	return s.abandon(ctx, `NOT EXISTS (SELECT 1 FROM leases WHERE name = ? || certificates.holder AND held_until >= ?)`, at, leasePrefix, micros(at))

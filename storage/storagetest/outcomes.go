@@ -47,6 +47,16 @@ func testLedgerOutcomes(t *testing.T, s storage.Store) {
 		wantErr(t, s.RecordLintCertificate(ctx, c.Serial, []byte("lint")), storage.ErrConflict, "RecordLintCertificate after not signed")
 	}
 	wantErr(t, s.RecordNotSigned(ctx, "0bad", storage.NotSignedHSMError), storage.ErrNotFound, "RecordNotSigned of a serial never reserved")
+
+	lost := intent(t, s, "d1", "r1", "node-a")
+	must(t, s.AbandonIntent(ctx, "d1", at(time.Hour)), "AbandonIntent")
+	lost.Outcome, lost.RevokedAt, lost.Reason = storage.OutcomeAbandoned, at(time.Hour), storage.ReasonCessationOfOperation
+	got, err = s.GetCertificate(ctx, "d1")
+	must(t, err, "GetCertificate")
+	same(t, "abandoned row", got, lost)
+	wantErr(t, s.AbandonIntent(ctx, "d1", at(time.Hour)), storage.ErrConflict, "AbandonIntent twice")
+	wantErr(t, s.AbandonIntent(ctx, "a1", at(time.Hour)), storage.ErrConflict, "AbandonIntent of an issued row")
+	wantErr(t, s.AbandonIntent(ctx, "0bad", at(time.Hour)), storage.ErrNotFound, "AbandonIntent of a serial never reserved")
 	must(t, s.ReserveSerial(ctx, &storage.Certificate{Serial: "c1", Issuer: "r1", CreatedAt: base, Expires: at(90 * day)}), "ReserveSerial")
 	wantErr(t, s.RecordNotSigned(ctx, "c1", storage.NotSignedHSMError), storage.ErrConflict, "RecordNotSigned of a serial without intent")
 }
