@@ -55,7 +55,7 @@ type SerialReservation struct {
 	LintCert  []byte    // DER; the bytes the HSM will be asked to sign, linted
 }
 
-// ErrDuplicateSerial is returned by ReserveSerial for a serial reserved before.
+// ErrDuplicateSerial is returned by RecordIntent for a serial reserved before.
 var ErrDuplicateSerial = errors.New("serial already reserved")
 
 // MemoryLedger keeps the ledger in memory. It is for tests and benchmarks: a

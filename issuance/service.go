@@ -161,7 +161,7 @@ type Prepared struct {
 }
 
 // Prepare does everything before the HSM signature: it checks the CSR and the
-// names, reserves a serial, builds and lints the certificate, and records the
+// names, builds and lints the certificate, and reserves its serial with the
 // lint certificate as the intent to sign. A failure at any step means the HSM is
 // never asked to sign.
 func (s *Service) Prepare(ctx context.Context, req Request) (*Prepared, error) {
