@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"database/sql"
@@ -19,6 +20,7 @@ import (
 	"github.com/go-acme/lego/v5/certificate"
 	"github.com/go-acme/lego/v5/registration"
 	_ "github.com/mattn/go-sqlite3"
+	"golang.org/x/crypto/ocsp"
 )
 
 // kill9 kills `anvil serve` with SIGKILL, as a power cut would, and waits for
@@ -271,21 +273,32 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	// Every abandoned serial is in its issuer's CRL, revoked with
-	// cessationOfOperation (5).
+	// cessationOfOperation (5), and OCSP answers revoked for it. Its lint
+	// certificate is exactly what may have been signed.
 	abandoned := map[string]map[string]bool{}
-	rows, err := db.Query(`SELECT serial, issuer FROM certificates WHERE outcome = 'abandoned'`)
+	var lintCerts []*x509.Certificate
+	var lintIssuers []string
+	rows, err := db.Query(`SELECT serial, issuer, lint_der FROM certificates WHERE outcome = 'abandoned'`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nAbandoned := 0
 	for rows.Next() {
 		var s, iss string
-		rows.Scan(&s, &iss)
+		var lint []byte
+		if err := rows.Scan(&s, &iss, &lint); err != nil {
+			t.Fatal(err)
+		}
 		if abandoned[iss] == nil {
 			abandoned[iss] = map[string]bool{}
 		}
 		abandoned[iss][s] = true
 		nAbandoned++
+		c, err := x509.ParseCertificate(lint)
+		if err != nil {
+			t.Fatalf("lint certificate of %s: %v", s, err)
+		}
+		lintCerts, lintIssuers = append(lintCerts, c), append(lintIssuers, iss)
 	}
 	rows.Close()
 	for iss, serials := range abandoned {
@@ -301,7 +314,27 @@ func TestCrashRecovery(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
-	t.Logf("%d certificates downloaded, %d failed attempts retried, %d orders interrupted, %d serials abandoned and in the CRLs; recovery per kill %v",
+	for i, c := range lintCerts {
+		issuer := readChain(t, mustRead(t, filepath.Join(ca.Dir, "var/dev/pki", lintIssuers[i]+".pem")))[0]
+		req, err := ocsp.CreateRequest(c, issuer, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/ocsp", ca.PKIPort), "application/ocsp-request", bytes.NewReader(req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r, err := ocsp.ParseResponseForCert(body, c, issuer)
+		if err != nil {
+			t.Fatalf("OCSP for abandoned serial %x: %v", c.SerialNumber, err)
+		}
+		if r.Status != ocsp.Revoked || r.RevocationReason != ocsp.CessationOfOperation {
+			t.Fatalf("OCSP for abandoned serial %x: status %d reason %d, want revoked, cessationOfOperation", c.SerialNumber, r.Status, r.RevocationReason)
+		}
+	}
+	t.Logf("%d certificates downloaded, %d failed attempts retried, %d orders interrupted, %d serials abandoned, each revoked in the CRL and by OCSP; recovery per kill %v",
 		len(downloaded), failures.Load(), len(allInterrupted), nAbandoned, recoveries)
 }
 
