@@ -120,25 +120,31 @@ func (c *core) ledgerDuty(ctx context.Context) {
 			cancel()
 			return
 		case now := <-tick.C:
-			if _, err := c.store.TryLease(ctx, nodeLeasePrefix+id, id, now, nodeLeaseTTL); err != nil {
-				c.log.Error("node lease not renewed; other nodes may abandon this node's intents", "node", id, "error", err)
-			}
-			if c.cfg.Database.Driver != "postgres" {
-				continue
-			}
-			if ok, err := c.store.TryLease(ctx, "ledger-sweep", id, now, nodeLeaseTTL); err != nil || !ok {
-				continue
-			}
-			n, err := c.store.AbandonOrphanedIntents(ctx, nodeLeasePrefix, now)
-			if err != nil {
-				c.log.Error("ledger sweep", "error", err)
-				continue
-			}
-			if n > 0 {
-				c.log.Warn("abandoned the intents of nodes whose lease ran out", "abandoned_intents", n,
-					"why", "a signature may exist: the serials are published as revoked (cessationOfOperation)")
-			}
+			c.ledgerTick(ctx, now)
 		}
+	}
+}
+
+// ledgerTick is one round of ledgerDuty.
+func (c *core) ledgerTick(ctx context.Context, now time.Time) {
+	id := c.cfg.nodeID()
+	if _, err := c.store.TryLease(ctx, nodeLeasePrefix+id, id, now, nodeLeaseTTL); err != nil {
+		c.log.Error("node lease not renewed; other nodes may abandon this node's intents", "node", id, "error", err)
+	}
+	if c.cfg.Database.Driver != "postgres" {
+		return
+	}
+	if ok, err := c.store.TryLease(ctx, "ledger-sweep", id, now, nodeLeaseTTL); err != nil || !ok {
+		return
+	}
+	n, err := c.store.AbandonOrphanedIntents(ctx, nodeLeasePrefix, now)
+	if err != nil {
+		c.log.Error("ledger sweep", "error", err)
+		return
+	}
+	if n > 0 {
+		c.log.Warn("abandoned the intents of nodes whose lease ran out", "abandoned_intents", n,
+			"why", "a signature may exist: the serials are published as revoked (cessationOfOperation)")
 	}
 }
 

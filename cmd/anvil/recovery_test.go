@@ -114,3 +114,37 @@ func TestRecoverNodeTakesItsOwnWorkBack(t *testing.T) {
 		t.Fatalf("open intents after node-1 restarted: %+v, %v; want only node-2's", open, err)
 	}
 }
+
+// On PostgreSQL a live node's ledger sweep abandons the open intents of a
+// node whose lease ran out (it died), and leaves a live node's alone.
+func TestLedgerSweepAbandonsDeadNodesIntents(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(t.TempDir() + "/anvil.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Now()
+	// Both leases were taken a minute ago and ran out; the live node renews
+	// its own as its sweep begins.
+	for _, node := range []string{"dead", "live"} {
+		if _, err := store.TryLease(ctx, nodeLeasePrefix+node, node, now.Add(-time.Minute), nodeLeaseTTL); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.ReserveSerial(ctx, &storage.Certificate{Serial: map[string]string{"dead": "0d", "live": "0e"}[node], Issuer: "ecdsa", OrderID: "o-" + node,
+			LintDER: []byte("lint"), CreatedAt: now, Expires: now.Add(time.Hour), Holder: node}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	live := &core{cfg: &caConfig{Database: databaseConfig{Driver: "postgres"}, NodeID: "live"}, log: quiet, store: store}
+	live.ledgerTick(ctx, now)
+	open, err := store.OpenIntents(ctx, nodeLeasePrefix, now)
+	if err != nil || len(open) != 1 || open[0].Holder != "live" {
+		t.Fatalf("open intents after the sweep: %+v, %v; want only the live node's", open, err)
+	}
+	dead, err := store.GetCertificate(ctx, "0d")
+	if err != nil || dead.Outcome != storage.OutcomeAbandoned || dead.Reason != storage.ReasonCessationOfOperation {
+		t.Fatalf("the dead node's intent: %+v, %v; want abandoned, revoked", dead, err)
+	}
+}
