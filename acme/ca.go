@@ -249,6 +249,8 @@ func (ca *CA) now() time.Time { return ca.cfg.Now().UTC().Truncate(time.Microsec
 func (ca *CA) Run(ctx context.Context, every time.Duration) {
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
+	// At once first: after a restart, work released by recovery resumes now.
+	ca.sweep(ctx)
 	for {
 		select {
 		case <-ctx.Done():

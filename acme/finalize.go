@@ -38,6 +38,13 @@ func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *j
 	if perr := preflightCSR(csrDER, o, accountKey); perr != nil {
 		return nil, perr
 	}
+	// A signer known to be down fails the finalize here, before the order
+	// moves or a serial is reserved: the order stays ready to retry.
+	if a, ok := ca.issuer.(signerAvailability); ok {
+		if err := a.SignerAvailable(csrDER); err != nil {
+			return nil, ServiceUnavailable(err, 5*time.Second, "the signer is unavailable; try finalizing again shortly")
+		}
+	}
 	if err := ca.recheckCAA(ctx, acct, o, authzs); err != nil {
 		return nil, err
 	}
@@ -55,6 +62,12 @@ func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *j
 		return nil, ServerInternal(err, "storage error finalizing the order")
 	}
 	return ca.issue(ctx, &processing)
+}
+
+// signerAvailability is implemented by an Issuer that knows, without asking
+// its HSM, whether it can sign for a CSR now (issuance.Service does).
+type signerAvailability interface {
+	SignerAvailable(csrDER []byte) error
 }
 
 // recheckCAA checks CAA again for names whose validation is older than
@@ -328,24 +341,25 @@ func (ca *CA) Certificate(ctx context.Context, serial string) ([]byte, [][][]byt
 }
 
 // Ledger adapts a Store to issuance.Ledger. The requester of an issuance is the
-// ID of the order it is for.
-type Ledger struct{ Store storage.Store }
+// ID of the order it is for. Holder names this node in the rows it writes, so
+// that a sweep can tell a dead node's open intents from a live one's.
+type Ledger struct {
+	Store  storage.Store
+	Holder string
+}
 
 var _ issuance.Ledger = Ledger{}
 
-func (l Ledger) ReserveSerial(ctx context.Context, r issuance.SerialReservation) error {
+func (l Ledger) RecordIntent(ctx context.Context, r issuance.SerialReservation) error {
 	err := l.Store.ReserveSerial(ctx, &storage.Certificate{
 		Serial: fmt.Sprintf("%x", r.Serial), Issuer: r.Issuer, Profile: r.Profile,
 		OrderID: r.Requester, CreatedAt: r.Created, Expires: r.Expires,
+		LintDER: r.LintCert, Holder: l.Holder,
 	})
 	if errors.Is(err, storage.ErrConflict) {
 		return fmt.Errorf("%w: %w", issuance.ErrDuplicateSerial, err)
 	}
 	return err
-}
-
-func (l Ledger) RecordIntent(ctx context.Context, serial *big.Int, lintDER []byte) error {
-	return l.Store.RecordLintCertificate(ctx, fmt.Sprintf("%x", serial), lintDER)
 }
 
 func (l Ledger) RecordIssued(ctx context.Context, serial *big.Int, der []byte) error {
@@ -368,4 +382,12 @@ func (ca *CA) recordIssued(ctx context.Context, o *storage.Order, issued *issuan
 		return err
 	}
 	return ca.record(ctx, audit.OrderFinalized, map[string]any{"order": o.ID, "account": o.AccountID, "status": StatusValid, "serial": serial})
+}
+
+func (l Ledger) RecordAbandoned(ctx context.Context, serial *big.Int) error {
+	return l.Store.AbandonIntent(ctx, fmt.Sprintf("%x", serial), time.Now())
+}
+
+func (l Ledger) RecordNotSigned(ctx context.Context, serial *big.Int, reason string) error {
+	return l.Store.RecordNotSigned(ctx, fmt.Sprintf("%x", serial), reason)
 }

@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+
+	"github.com/anvil-pki/anvil/hsm"
 )
 
 // URLs are what an issuer's certificates point relying parties at. Empty ones
@@ -172,3 +174,17 @@ func (i *Issuer) Chain() [][]byte { return i.chain }
 
 // URLs returns what the issuer's certificates point at.
 func (i *Issuer) URLs() URLs { return i.urls }
+
+// tokenKey is implemented by hsm.Key: a key that knows its token.
+type tokenKey interface{ Token() *hsm.Token }
+
+// available reports whether the issuer's key can be asked to sign, from the
+// token's last known state: an atomic read, never a call into the module. A
+// signer that is not an HSM key is taken to be available.
+func (i *Issuer) available() bool {
+	k, ok := i.signer.(tokenKey)
+	if !ok || k.Token() == nil {
+		return true
+	}
+	return k.Token().Stats().Available
+}

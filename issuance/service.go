@@ -168,7 +168,7 @@ type Prepared struct {
 }
 
 // Prepare does everything before the HSM signature: it checks the CSR and the
-// names, reserves a serial, builds and lints the certificate, and records the
+// names, builds and lints the certificate, and reserves its serial with the
 // lint certificate as the intent to sign. A failure at any step means the HSM is
 // never asked to sign.
 func (s *Service) Prepare(ctx context.Context, req Request) (*Prepared, error) {
@@ -193,6 +193,12 @@ func (s *Service) Prepare(ctx context.Context, req Request) (*Prepared, error) {
 		}
 	}
 	issuer := s.issuerFor(csr.PublicKey)
+	// A token known to be down fails the request here, before a serial is
+	// reserved or anything written: the answer is the same as after a failed
+	// signature, without a ledger row to show for it.
+	if !issuer.available() {
+		return nil, fmt.Errorf("%w: the HSM token of issuer %s is down", ErrSignerUnavailable, issuer.name)
+	}
 	serial, err := newSerial(s.serialPrefix)
 	if err != nil {
 		return nil, err
@@ -203,24 +209,22 @@ func (s *Service) Prepare(ctx context.Context, req Request) (*Prepared, error) {
 	// 90-day profile gives exactly 90 days.
 	notAfter := notBefore.Add(profile.Validity - time.Second)
 
-	if err := s.ledger.ReserveSerial(ctx, SerialReservation{
-		Serial: serial, Issuer: issuer.name, Profile: profile.Name,
-		Requester: req.Requester, Created: now, Expires: notAfter,
-	}); err != nil {
-		return nil, fmt.Errorf("%w: reserve serial: %w", ErrLedger, err)
-	}
-
 	lintStart := time.Now()
 	tmpl := buildTemplate(profile, issuer, csr, serial, notBefore, notAfter)
 	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, issuer.lintParent, csr.PublicKey, issuer.lintSigner)
 	if err != nil {
 		return nil, fmt.Errorf("issuance: build certificate: %w", err)
 	}
+	// Lint before the intent: a certificate that fails lint is never recorded
+	// as one the HSM may sign.
 	if err := profile.linter.check(lintDER); err != nil {
 		return nil, err
 	}
 	s.phase(PhaseLint, issuer.name, lintStart)
-	if err := s.ledger.RecordIntent(ctx, serial, lintDER); err != nil {
+	if err := s.ledger.RecordIntent(ctx, SerialReservation{
+		Serial: serial, Issuer: issuer.name, Profile: profile.Name,
+		Requester: req.Requester, Created: now, Expires: notAfter, LintCert: lintDER,
+	}); err != nil {
 		return nil, fmt.Errorf("%w: record intent: %w", ErrLedger, err)
 	}
 	return &Prepared{
@@ -245,24 +249,33 @@ func (p *Prepared) Sign(ctx context.Context) (*Issued, error) {
 	der, err := signLinted(ctx, p.issuer.signer, p.issuer.hash, p.lintDER)
 	p.svc.phase(PhaseSign, p.issuer.name, signStart)
 	if err != nil {
+		// The hsm layer verifies every signature too: one that did not verify
+		// left no valid signature, like one the HSM refused, but says more.
+		reason := NotSignedHSMError
+		if errors.Is(err, hsm.ErrSignatureCheckFailed) {
+			reason = NotSignedBadSignature
+		}
+		p.notSigned(ctx, reason)
 		if errors.Is(err, hsm.ErrUnavailable) || errors.Is(err, hsm.ErrBusy) {
 			return nil, fmt.Errorf("%w: sign serial %x with issuer %s: %w", ErrSignerUnavailable, p.serial, p.issuer.name, err)
 		}
 		return nil, fmt.Errorf("issuance: sign serial %x with issuer %s: %w", p.serial, p.issuer.name, err)
 	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := p.verify(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signed certificate does not parse: %v", ErrSignature, err)
-	}
-	if err := sameTBS(cert, p.lintDER); err != nil {
+		p.notSigned(ctx, NotSignedBadSignature)
 		return nil, err
-	}
-	// An HSM can return a corrupted signature as success.
-	if err := cert.CheckSignatureFrom(p.issuer.cert); err != nil {
-		return nil, fmt.Errorf("%w: serial %x: %v", ErrSignature, p.serial, err)
 	}
 	storeStart := time.Now()
 	if err := p.svc.ledger.RecordIssued(ctx, p.serial, der); err != nil {
+		// A valid signature exists and is not on record: it is never
+		// returned, and its serial is published as revoked.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if aerr := p.svc.ledger.RecordAbandoned(actx, p.serial); aerr != nil {
+			p.svc.log.Error("ledger outcome not recorded; the intent stays open until it is abandoned",
+				"serial", fmt.Sprintf("%x", p.serial), "outcome", "abandoned", "error", aerr)
+		}
 		return nil, fmt.Errorf("%w: record issued certificate %x: %w", ErrLedger, p.serial, err)
 	}
 	p.svc.phase(PhaseStore, p.issuer.name, storeStart)
@@ -270,6 +283,51 @@ func (p *Prepared) Sign(ctx context.Context) (*Issued, error) {
 		"issuer", p.issuer.name, "profile", p.profile.Name, "names", p.names, "requester", p.requester,
 		"not_before", cert.NotBefore, "not_after", cert.NotAfter)
 	return &Issued{DER: der, Cert: cert, Chain: p.issuer.chain, Issuer: p.issuer.name, Profile: p.profile.Name}, nil
+}
+
+// verify checks what the HSM returned: it parses, its TBS is the linted one,
+// and its signature verifies with the issuer's key (an HSM can return a
+// corrupted signature as success).
+func (p *Prepared) verify(der []byte) (*x509.Certificate, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signed certificate does not parse: %v", ErrSignature, err)
+	}
+	if err := sameTBS(cert, p.lintDER); err != nil {
+		return nil, err
+	}
+	if err := cert.CheckSignatureFrom(p.issuer.cert); err != nil {
+		return nil, fmt.Errorf("%w: serial %x: %v", ErrSignature, p.serial, err)
+	}
+	return cert, nil
+}
+
+// notSigned closes the intent as not signed. It runs even when ctx has ended
+// (a timed-out signature is exactly when it matters). If it cannot be written
+// the intent stays open and is abandoned later, which publishes the serial as
+// revoked: safe, if noisy.
+func (p *Prepared) notSigned(ctx context.Context, reason string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.svc.ledger.RecordNotSigned(ctx, p.serial, reason); err != nil {
+		p.svc.log.Error("ledger outcome not recorded; the intent stays open until it is abandoned",
+			"serial", fmt.Sprintf("%x", p.serial), "outcome", "not_signed", "reason", reason, "error", err)
+	}
+}
+
+// SignerAvailable says, from the token's last known state and without calling
+// the module, whether the issuer that would sign for this CSR can sign now:
+// ErrSignerUnavailable if its token is known to be down. A CSR that does not
+// parse is left to Prepare to refuse.
+func (s *Service) SignerAvailable(csrDER []byte) error {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil
+	}
+	if iss := s.issuerFor(csr.PublicKey); !iss.available() {
+		return fmt.Errorf("%w: the HSM token of issuer %s is down", ErrSignerUnavailable, iss.name)
+	}
+	return nil
 }
 
 // issuerFor picks an issuer whose key is of the same family as the subject's

@@ -260,13 +260,15 @@ func (p *Publisher) issuerFor(req *ocsp.Request) *issuerState {
 }
 
 // status reads a certificate's status from storage: every request looks, so a
-// revocation shows up in OCSP at once, on every node.
+// revocation shows up in OCSP at once, on every node. An abandoned serial (its
+// process ended between intent and outcome) has no certificate on record but
+// may have been signed: it is revoked (cessationOfOperation), never unknown.
 func (p *Publisher) status(ctx context.Context, st *issuerState, serial *big.Int) (issuance.OCSPEntry, error) {
 	now := p.cfg.Now().UTC().Truncate(time.Second)
 	e := issuance.OCSPEntry{Serial: serial, ThisUpdate: now, NextUpdate: now.Add(p.cfg.OCSPValidity)}
 	c, err := p.store.GetCertificate(ctx, fmt.Sprintf("%x", serial))
 	switch {
-	case isNotFound(err), err == nil && (c.DER == nil || c.Issuer != st.iss.Name()):
+	case isNotFound(err), err == nil && ((c.DER == nil && c.Outcome != storage.OutcomeAbandoned) || c.Issuer != st.iss.Name()):
 		e.Status = issuance.OCSPUnknown
 	case err != nil:
 		return e, err

@@ -209,7 +209,7 @@ func (s *Server) issueOnce(ctx context.Context, req *IssueRequest, ips []net.IP)
 		// ledger (or issues, if this attempt failed) without waiting.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if _, err := s.cfg.Store.TryLease(rctx, lease, holder, time.Now(), 0); err != nil {
+		if err := s.cfg.Store.ReleaseLease(rctx, lease, holder); err != nil {
 			s.log.Warn("signer: lease not released; it expires by itself", "requester", req.Requester, "error", err)
 		}
 	}()

@@ -97,7 +97,9 @@ type Challenge struct {
 }
 
 // Certificate is one serial in the issuance ledger: reserved first, then its
-// lint certificate recorded as the intent to sign, then the signed certificate.
+// lint certificate recorded as the intent to sign, then exactly one outcome:
+// issued (with the signed certificate), not signed (with the reason), or
+// abandoned (the process ended in between; published as revoked).
 type Certificate struct {
 	Serial    string // lowercase hex; primary key
 	Issuer    string
@@ -109,6 +111,59 @@ type Certificate struct {
 	Expires   time.Time // NotAfter of the certificate
 	RevokedAt time.Time // zero unless revoked
 	Reason    int       // CRL reason code when revoked
+	// Holder is the node that wrote the intent ("" when unknown): on
+	// PostgreSQL an open intent whose holder's node lease ran out is abandoned.
+	Holder        string
+	Outcome       string // "" while open, else one of the Outcome constants
+	OutcomeReason string // why not signed: one of the NotSigned constants
+}
+
+// Ledger outcomes. Every ledger row ends in exactly one of them.
+const (
+	// OutcomeIssued: the certificate was signed, verified and stored.
+	OutcomeIssued = "issued"
+	// OutcomeNotSigned: no valid signature left the HSM; OutcomeReason says why.
+	OutcomeNotSigned = "not_signed"
+	// OutcomeAbandoned: the process ended between intent and outcome, so a
+	// signature may exist. The serial is revoked with
+	// ReasonCessationOfOperation, so that it is published in CRLs and OCSP.
+	OutcomeAbandoned = "abandoned"
+)
+
+// Reasons of OutcomeNotSigned.
+const (
+	// NotSignedHSMError: the HSM call returned an error (a timeout included).
+	NotSignedHSMError = "hsm_error"
+	// NotSignedBadSignature: the HSM's signature failed verification.
+	NotSignedBadSignature = "bad_signature"
+	// NotSignedNoIntent: the serial was reserved but its intent never written,
+	// so the HSM was never asked.
+	NotSignedNoIntent = "no_intent"
+)
+
+// ReasonCessationOfOperation is the CRL reason (RFC 5280 5.3.1) of abandoned
+// serials.
+const ReasonCessationOfOperation = 5
+
+// LedgerCount is the number of ledger rows of one issuer with one outcome
+// (and reason).
+type LedgerCount struct {
+	Issuer  string
+	Outcome string // "" for open intents
+	Reason  string
+	Count   int64
+}
+
+// OpenIntent is a ledger row without an outcome.
+type OpenIntent struct {
+	Serial    string
+	Issuer    string
+	OrderID   string
+	Holder    string
+	CreatedAt time.Time
+	HasIntent bool // the lint certificate was recorded
+	// HolderLive: the holder's node lease is live, so the row may be in flight.
+	HolderLive bool
 }
 
 // Revoked is one revoked certificate, for CRLs.
@@ -211,14 +266,41 @@ type Store interface {
 	ClaimChallenges(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*Challenge, error)
 
 	// The issuance ledger. ReserveSerial inserts Serial, Issuer, Profile,
-	// OrderID, CreatedAt and Expires; ErrConflict for a serial reserved before.
+	// OrderID, CreatedAt, Expires, Holder and, if set, LintDER: the reservation
+	// and the intent to sign in one durable write. ErrConflict for a serial
+	// reserved before.
 	ReserveSerial(ctx context.Context, c *Certificate) error
 	// RecordLintCertificate stores the lint certificate of a reserved serial
 	// that has none; ErrConflict otherwise, ErrNotFound if never reserved.
 	RecordLintCertificate(ctx context.Context, serial string, lintDER []byte) error
 	// RecordIssuedCertificate stores the certificate of a serial with a lint
-	// certificate and no certificate; ErrConflict otherwise.
+	// certificate and no outcome, and closes it as issued; ErrConflict
+	// otherwise (an abandoned serial is revoked: it is never issued after).
 	RecordIssuedCertificate(ctx context.Context, serial string, der []byte) error
+	// RecordNotSigned closes an intent without an outcome as not signed, for
+	// reason (a NotSigned constant); ErrConflict if it has an outcome or no
+	// intent, ErrNotFound if never reserved.
+	RecordNotSigned(ctx context.Context, serial, reason string) error
+	// AbandonIntents closes the intents without an outcome of holder ("" for
+	// every holder): as abandoned and revoked at `at` with
+	// ReasonCessationOfOperation. Reservations without an intent are closed as
+	// not signed (NotSignedNoIntent). It is for a process that knows those
+	// rows' writer is dead: at start on SQLite, or a node restarting under its
+	// own identity. It returns how many rows were abandoned.
+	AbandonIntents(ctx context.Context, holder string, at time.Time) (int64, error)
+	// AbandonIntent closes one open intent as AbandonIntents does: for a
+	// signature that exists but could not be recorded. ErrConflict if it has
+	// an outcome or no intent, ErrNotFound if never reserved.
+	AbandonIntent(ctx context.Context, serial string, at time.Time) error
+	// AbandonOrphanedIntents is AbandonIntents for the open rows whose holder
+	// holds no live lease named leasePrefix+holder at `at`: a sweep for nodes
+	// that died.
+	AbandonOrphanedIntents(ctx context.Context, leasePrefix string, at time.Time) (int64, error)
+	// LedgerCounts counts ledger rows per issuer, outcome and reason.
+	LedgerCounts(ctx context.Context) ([]LedgerCount, error)
+	// OpenIntents lists the ledger rows without an outcome, oldest first,
+	// saying whether their holder's lease leasePrefix+holder is live at now.
+	OpenIntents(ctx context.Context, leasePrefix string, now time.Time) ([]OpenIntent, error)
 	GetCertificate(ctx context.Context, serial string) (*Certificate, error)
 	// CertificatesForOrder returns every ledger entry for an order, oldest first.
 	CertificatesForOrder(ctx context.Context, orderID string) ([]*Certificate, error)
@@ -253,6 +335,22 @@ type Store interface {
 	// free, expired, or already held by holder. Scheduled jobs (CRLs, cleanup)
 	// run only on the node that holds their lease.
 	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	// ReleaseLease ends the named lease if holder holds it; nothing otherwise.
+	ReleaseLease(ctx context.Context, name, holder string) error
+	// ReleaseAllLeases ends every lease at once: named leases, and the leases
+	// of orders and challenges in processing, which become due at once. It is
+	// for a process that owns the database alone and has just started (SQLite:
+	// the serve lock), whose dead predecessor held them; it returns how many
+	// orders and challenges it freed.
+	ReleaseAllLeases(ctx context.Context) (int64, error)
+	// SetLeaseHolder names this process (its node identity) in every lease it
+	// writes from now on on orders and challenges: UpdateOrder,
+	// UpdateChallenge, RecordValidation, ClaimOrders and ClaimChallenges.
+	SetLeaseHolder(holder string)
+	// ReleaseLeasesOf frees the orders and challenges in processing whose
+	// lease holder names: they become due at once. It is for a node that
+	// restarts under its own identity and takes its own work back.
+	ReleaseLeasesOf(ctx context.Context, holder string) (int64, error)
 
 	// DeleteExpired removes used nonces, orders and authorizations (with their
 	// challenges) that expired before cutoff, and leases that ended before it,

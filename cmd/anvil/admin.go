@@ -40,6 +40,7 @@ const adminUsage = `usage:
   anvil admin crl regenerate --config serve.yaml [--issuer NAME ...] [--wait 1m]
   anvil admin status      --config serve.yaml [--health-url URL] [--json]
   anvil admin backup      --config serve.yaml --out FILE          (SQLite; PostgreSQL: pg_dump)
+  anvil admin ledger check --config serve.yaml
 ` + adminAuditUsage + `
 
 The serve configuration names the database; nothing else in it is used, except
@@ -68,6 +69,8 @@ func admin(args []string, out io.Writer) error {
 		return adminRevoke(args[1:], out)
 	case args[0] == "cert" && len(args) >= 2 && args[1] == "show":
 		return certShow(args[2:], out)
+	case args[0] == "ledger" && len(args) >= 2 && args[1] == "check":
+		return ledgerCheck(args[2:], out)
 	case args[0] == "audit":
 		return adminAudit(args[1:], out)
 	}
@@ -270,6 +273,10 @@ func certShow(args []string, out io.Writer) error {
 	}
 	state := "reserved, never signed (no lint certificate)"
 	switch {
+	case c.Outcome == storage.OutcomeNotSigned:
+		state = "not signed: " + c.OutcomeReason
+	case c.Outcome == storage.OutcomeAbandoned:
+		state = fmt.Sprintf("abandoned (a signature may exist), published as revoked at %s (%s)", c.RevokedAt.Format(time.RFC3339), acme.ReasonName(c.Reason))
 	case c.DER == nil && c.LintDER != nil:
 		state = "intent recorded, no certificate stored (a signature may exist: see the lint certificate)"
 	case !c.RevokedAt.IsZero():

@@ -37,6 +37,12 @@ type caConfig struct {
 	Policy         policy.Config                     `yaml:"policy"`
 	PKI            pkiConfig                         `yaml:"pki"`
 	Audit          auditConfig                       `yaml:"audit"`
+	// NodeID names this process in the ledger and in its leases (default: the
+	// host name and the listen address). It must be unique among live nodes
+	// and stable across restarts: a node that restarts under it takes its own
+	// work back at once.
+	NodeID string `yaml:"node_id"`
+	listen string // the listen address, for the default NodeID
 }
 
 // validateIssuance checks the sections that in-process issuance needs.
@@ -137,6 +143,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 		return nil, err
 	}
 	c.hsmAudit.Store(&c.audit)
+	store.SetLeaseHolder(cfg.nodeID())
 	if !issue {
 		return c, nil
 	}
@@ -148,7 +155,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	}
 	if c.svc, err = issuance.NewService(issuance.ServiceConfig{
 		Issuers: c.issuers, Profiles: c.profiles, DefaultProfile: cfg.DefaultProfile,
-		Ledger: acme.Ledger{Store: c.store}, Policy: c.rules,
+		Ledger: acme.Ledger{Store: c.store, Holder: cfg.nodeID()}, Policy: c.rules,
 		SerialPrefix: byte(cfg.SerialPrefix), Logger: logger, Observer: c.metrics,
 	}); err != nil {
 		return nil, err

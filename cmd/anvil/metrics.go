@@ -79,6 +79,7 @@ func (c *hsmCollector) Collect(ch chan<- prometheus.Metric) {
 func metricsHandler(s *server) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newHSMCollector(s))
+	reg.MustRegister(newLedgerCollector(s.store))
 	// The rest, Go runtime included, is in package metrics.
 	return promhttp.HandlerFor(prometheus.Gatherers{s.metrics.Registry(), reg}, promhttp.HandlerOpts{})
 }

@@ -82,6 +82,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 			return nil, err
 		}
 	}
+	cfg.caConfig.listen = cfg.Listen
 	c, err := openCore(ctx, &cfg.caConfig, logger, cfg.Signer == nil)
 	if err != nil {
 		if unlock != nil {
@@ -156,6 +157,9 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		return nil, err
 	}
 	s.ca = ca
+	if err := s.recoverAtStart(ctx); err != nil {
+		return nil, err
+	}
 	apiServer, err = api.New(api.Config{
 		BaseURL:                 cfg.BaseURL,
 		CA:                      ca,
@@ -291,6 +295,9 @@ func (s *server) run(ctx context.Context) error {
 	}
 	go s.ca.Run(bg, time.Second)
 	go s.housekeeping(bg)
+	if s.svc != nil {
+		go s.ledgerDuty(bg)
+	}
 	go s.tlsCert.renewLoop(bg, s)
 
 	s.log.Info("anvil serving", "directory", s.cfg.BaseURL+"/directory", "listen", ln.Addr().String(), "admin", s.cfg.AdminListen, "pki", s.cfg.PKI.Listen)

@@ -63,12 +63,16 @@ func runSigner(args []string) error {
 	defer stop()
 	logger := installLogger(cfg.Log)
 
+	cfg.caConfig.listen = cfg.Listen
 	c, err := openCore(ctx, &cfg.caConfig, logger, true)
 	if err != nil {
 		return err
 	}
 	defer c.close()
 	defer reloginOnSIGHUP(c.tokens, logger)()
+	if err := c.recoverNode(ctx, true); err != nil {
+		return err
+	}
 	srv, err := signer.NewServer(signer.ServerConfig{Service: c.svc, Store: c.store, AllowedClients: cfg.AllowedClients, Logger: logger})
 	if err != nil {
 		return err
@@ -114,6 +118,7 @@ func runSigner(args []string) error {
 	bg, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go c.publisher.Run(bg)
+	go c.ledgerDuty(bg)
 	logger.Info("anvil signer serving", "listen", ln.Addr().String(), "clients", cfg.AllowedClients, "pki", cfg.PKI.Listen)
 	select {
 	case <-ctx.Done():

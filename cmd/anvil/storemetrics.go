@@ -356,3 +356,71 @@ func (s *instrumentedStore) DeleteExpired(ctx context.Context, cutoff time.Time)
 	s.observe("DeleteExpired", start, err)
 	return r0, err
 }
+
+// The ledger outcomes and lease hand-overs of crash recovery.
+
+func (s *instrumentedStore) AbandonIntent(ctx context.Context, serial string, at time.Time) error {
+	start := time.Now()
+	err := s.Store.AbandonIntent(ctx, serial, at)
+	s.observe("AbandonIntent", start, err)
+	return err
+}
+
+func (s *instrumentedStore) AbandonIntents(ctx context.Context, holder string, at time.Time) (int64, error) {
+	start := time.Now()
+	v, err := s.Store.AbandonIntents(ctx, holder, at)
+	s.observe("AbandonIntents", start, err)
+	return v, err
+}
+
+func (s *instrumentedStore) AbandonOrphanedIntents(ctx context.Context, leasePrefix string, at time.Time) (int64, error) {
+	start := time.Now()
+	v, err := s.Store.AbandonOrphanedIntents(ctx, leasePrefix, at)
+	s.observe("AbandonOrphanedIntents", start, err)
+	return v, err
+}
+
+func (s *instrumentedStore) LedgerCounts(ctx context.Context) ([]storage.LedgerCount, error) {
+	start := time.Now()
+	v, err := s.Store.LedgerCounts(ctx)
+	s.observe("LedgerCounts", start, err)
+	return v, err
+}
+
+func (s *instrumentedStore) OpenIntents(ctx context.Context, leasePrefix string, now time.Time) ([]storage.OpenIntent, error) {
+	start := time.Now()
+	v, err := s.Store.OpenIntents(ctx, leasePrefix, now)
+	s.observe("OpenIntents", start, err)
+	return v, err
+}
+
+func (s *instrumentedStore) RecordNotSigned(ctx context.Context, serial, reason string) error {
+	start := time.Now()
+	err := s.Store.RecordNotSigned(ctx, serial, reason)
+	s.observe("RecordNotSigned", start, err)
+	return err
+}
+
+func (s *instrumentedStore) ReleaseAllLeases(ctx context.Context) (int64, error) {
+	start := time.Now()
+	v, err := s.Store.ReleaseAllLeases(ctx)
+	s.observe("ReleaseAllLeases", start, err)
+	return v, err
+}
+
+func (s *instrumentedStore) ReleaseLease(ctx context.Context, name, holder string) error {
+	start := time.Now()
+	err := s.Store.ReleaseLease(ctx, name, holder)
+	s.observe("ReleaseLease", start, err)
+	return err
+}
+
+func (s *instrumentedStore) ReleaseLeasesOf(ctx context.Context, holder string) (int64, error) {
+	start := time.Now()
+	v, err := s.Store.ReleaseLeasesOf(ctx, holder)
+	s.observe("ReleaseLeasesOf", start, err)
+	return v, err
+}
+
+// SetLeaseHolder names this process in the leases it takes; no database work.
+func (s *instrumentedStore) SetLeaseHolder(holder string) { s.Store.SetLeaseHolder(holder) }

@@ -39,26 +39,26 @@ func (s *Store) GetChallenge(ctx context.Context, id string) (*storage.Challenge
 // UpdateChallenge writes the mutable fields of c if its status is still
 // fromStatus.
 func (s *Store) UpdateChallenge(ctx context.Context, c *storage.Challenge, fromStatus string) error {
-	return updateChallenge(ctx, s.pool, c, fromStatus)
+	return updateChallenge(ctx, s.pool, c, fromStatus, s.leaseHolder())
 }
 
 // RecordValidation writes the challenge and the authorization in one
 // transaction.
 func (s *Store) RecordValidation(ctx context.Context, c *storage.Challenge, fromChallenge string, a *storage.Authorization, fromAuthz string) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := updateChallenge(ctx, tx, c, fromChallenge); err != nil {
+		if err := updateChallenge(ctx, tx, c, fromChallenge, s.leaseHolder()); err != nil {
 			return err
 		}
 		return updateAuthorization(ctx, tx, a, fromAuthz)
 	})
 }
 
-func updateChallenge(ctx context.Context, q querier, c *storage.Challenge, fromStatus string) error {
+func updateChallenge(ctx context.Context, q querier, c *storage.Challenge, fromStatus, holder string) error {
 	return conditionalOn(ctx, q, "challenge", c.ID, `SELECT 1 FROM challenges WHERE id = $1`,
 		`UPDATE challenges SET status = $1, validated = $2, error = $3, attempts = $4, next_attempt = $5, lease_until = $6,
-		updated_at = $7 WHERE id = $8 AND status = $9`,
+		updated_at = $7, lease_holder = $10 WHERE id = $8 AND status = $9`,
 		c.Status, optTS(c.Validated), bytea(c.Error), c.Attempts, ts(c.NextAttempt), ts(c.LeaseUntil),
-		records.Stamp(c.UpdatedAt), c.ID, fromStatus)
+		records.Stamp(c.UpdatedAt), c.ID, fromStatus, holder)
 }
 
 // ClaimChallenges leases due validations. SKIP LOCKED passes over rows
@@ -68,9 +68,9 @@ func (s *Store) ClaimChallenges(ctx context.Context, now time.Time, lease time.D
 	if limit <= 0 {
 		return nil, nil
 	}
-	return queryAll(ctx, s.pool, "claim challenges", scanChallenge, `UPDATE challenges SET lease_until = $1
+	return queryAll(ctx, s.pool, "claim challenges", scanChallenge, `UPDATE challenges SET lease_until = $1, lease_holder = $4
 		WHERE id IN (SELECT id FROM challenges WHERE status = 'processing' AND next_attempt <= $2 AND lease_until < $2
 			ORDER BY next_attempt LIMIT $3 FOR UPDATE SKIP LOCKED)
 		RETURNING `+challengeCols,
-		ts(now.Add(lease)), ts(now), limit)
+		ts(now.Add(lease)), ts(now), limit, s.leaseHolder())
 }

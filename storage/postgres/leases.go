@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TryLease takes or renews a lease in one upsert: the row is written only if
@@ -19,4 +21,60 @@ func (s *Store) TryLease(ctx context.Context, name, holder string, now time.Time
 		return false, fmt.Errorf("lease %q for %q: %w", name, holder, err)
 	}
 	return tag.RowsAffected() > 0, nil
+}
+
+// ReleaseLease deletes the lease if holder holds it.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM leases WHERE name = $1 AND holder = $2`, name, holder); err != nil {
+		return fmt.Errorf("release lease %q of %q: %w", name, holder, err)
+	}
+	return nil
+}
+
+// ReleaseLeasesOf frees holder's orders and challenges in processing.
+func (s *Store) ReleaseLeasesOf(ctx context.Context, holder string) (int64, error) {
+	var n int64
+	zero := ts(time.Time{})
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		n = 0
+		for _, table := range []string{"orders", "challenges"} {
+			tag, err := tx.Exec(ctx, `UPDATE `+table+` SET lease_until = $1 WHERE status = 'processing' AND lease_until > $1 AND lease_holder = $2`, zero, holder)
+			if err != nil {
+				return err
+			}
+			n += tag.RowsAffected()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release leases of %q: %w", holder, err)
+	}
+	return n, nil
+}
+
+// ReleaseAllLeases ends every lease in one transaction. On PostgreSQL other
+// nodes may hold leases: only a tool that knows every node is stopped may
+// call it.
+func (s *Store) ReleaseAllLeases(ctx context.Context) (int64, error) {
+	var n int64
+	zero := ts(time.Time{})
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		n = 0
+		for _, q := range []string{
+			`UPDATE orders SET lease_until = $1 WHERE status = 'processing' AND lease_until > $1`,
+			`UPDATE challenges SET lease_until = $1 WHERE status = 'processing' AND lease_until > $1`,
+		} {
+			tag, err := tx.Exec(ctx, q, zero)
+			if err != nil {
+				return err
+			}
+			n += tag.RowsAffected()
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM leases`)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release all leases: %w", err)
+	}
+	return n, nil
 }

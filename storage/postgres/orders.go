@@ -76,10 +76,10 @@ func (s *Store) GetOrder(ctx context.Context, id string) (*storage.Order, error)
 // UpdateOrder writes the mutable fields of o if its status is still fromStatus.
 func (s *Store) UpdateOrder(ctx context.Context, o *storage.Order, fromStatus string) error {
 	return s.conditional(ctx, "order", o.ID, `SELECT 1 FROM orders WHERE id = $1`,
-		`UPDATE orders SET status = $1, error = $2, csr = $3, cert_serial = $4, lease_until = $5, updated_at = $6
+		`UPDATE orders SET status = $1, error = $2, csr = $3, cert_serial = $4, lease_until = $5, updated_at = $6, lease_holder = $9
 		WHERE id = $7 AND status = $8`,
 		o.Status, bytea(o.Error), bytea(o.CSR), o.CertSerial, ts(o.LeaseUntil), records.Stamp(o.UpdatedAt),
-		o.ID, fromStatus)
+		o.ID, fromStatus, s.leaseHolder())
 }
 
 // ListOrderIDs pages through an account's orders by (created_at, id),
@@ -144,11 +144,11 @@ func (s *Store) ClaimOrders(ctx context.Context, now time.Time, lease time.Durat
 	if limit <= 0 {
 		return nil, nil
 	}
-	return queryAll(ctx, s.pool, "claim orders", scanOrder, `UPDATE orders SET lease_until = $1
+	return queryAll(ctx, s.pool, "claim orders", scanOrder, `UPDATE orders SET lease_until = $1, lease_holder = $4
 		WHERE id IN (SELECT id FROM orders WHERE status = 'processing' AND lease_until < $2
 			ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED)
 		RETURNING `+orderCols,
-		ts(now.Add(lease)), ts(now), limit)
+		ts(now.Add(lease)), ts(now), limit, s.leaseHolder())
 }
 
 // OrdersReplacing returns the orders that name certID in replaces.

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -17,6 +18,16 @@ type Store struct {
 	// deleteBatch bounds the rows one DeleteExpired transaction removes, so
 	// that a large cleanup never holds many row locks for long.
 	deleteBatch int
+	// holder names this process in the leases it writes (SetLeaseHolder).
+	holder atomic.Value
+}
+
+// SetLeaseHolder names this process in the leases it writes from now on.
+func (s *Store) SetLeaseHolder(holder string) { s.holder.Store(holder) }
+
+func (s *Store) leaseHolder() string {
+	h, _ := s.holder.Load().(string)
+	return h
 }
 
 var _ storage.Store = (*Store)(nil)

@@ -38,15 +38,15 @@ func (s *Store) GetChallenge(ctx context.Context, id string) (*storage.Challenge
 // fromStatus.
 func (s *Store) UpdateChallenge(ctx context.Context, c *storage.Challenge, fromStatus string) error {
 	return s.c.do(ctx, true, func(ctx context.Context, tx *sql.Tx) error {
-		return updateChallenge(ctx, tx, c, fromStatus)
+		return updateChallenge(ctx, tx, c, fromStatus, s.leaseHolder())
 	})
 }
 
-func updateChallenge(ctx context.Context, tx *sql.Tx, c *storage.Challenge, fromStatus string) error {
+func updateChallenge(ctx context.Context, tx *sql.Tx, c *storage.Challenge, fromStatus, holder string) error {
 	return conditionalTx(ctx, tx, "challenge", c.ID, `SELECT 1 FROM challenges WHERE id = ?`,
-		`UPDATE challenges SET status = ?, validated = ?, error = ?, attempts = ?, next_attempt = ?, lease_until = ?, updated_at = ?
+		`UPDATE challenges SET status = ?, validated = ?, error = ?, attempts = ?, next_attempt = ?, lease_until = ?, lease_holder = ?, updated_at = ?
 		WHERE id = ? AND status = ?`,
-		c.Status, optMicros(c.Validated), blob(c.Error), c.Attempts, micros(c.NextAttempt), micros(c.LeaseUntil),
+		c.Status, optMicros(c.Validated), blob(c.Error), c.Attempts, micros(c.NextAttempt), micros(c.LeaseUntil), holder,
 		micros(records.Stamp(c.UpdatedAt)), c.ID, fromStatus)
 }
 
@@ -54,7 +54,7 @@ func updateChallenge(ctx context.Context, tx *sql.Tx, c *storage.Challenge, from
 // operation of the group commit, inside its own savepoint.
 func (s *Store) RecordValidation(ctx context.Context, c *storage.Challenge, fromChallenge string, a *storage.Authorization, fromAuthz string) error {
 	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := updateChallenge(ctx, tx, c, fromChallenge); err != nil {
+		if err := updateChallenge(ctx, tx, c, fromChallenge, s.leaseHolder()); err != nil {
 			return err
 		}
 		return updateAuthorization(ctx, tx, a, fromAuthz)
@@ -67,11 +67,11 @@ func (s *Store) ClaimChallenges(ctx context.Context, now time.Time, lease time.D
 	if limit <= 0 {
 		return nil, nil
 	}
-	cs, err := queryWrite(ctx, s, scanChallenge, `UPDATE challenges SET lease_until = ?
+	cs, err := queryWrite(ctx, s, scanChallenge, `UPDATE challenges SET lease_until = ?, lease_holder = ?
 		WHERE id IN (SELECT id FROM challenges WHERE status = 'processing' AND next_attempt <= ? AND lease_until < ?
 			ORDER BY next_attempt LIMIT ?)
 		RETURNING `+challengeCols,
-		micros(now.Add(lease)), micros(now), micros(now), limit)
+		micros(now.Add(lease)), s.leaseHolder(), micros(now), micros(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim challenges: %w", err)
 	}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -21,4 +22,74 @@ func (s *Store) TryLease(ctx context.Context, name, holder string, now time.Time
 		return false, fmt.Errorf("lease %q for %q: %w", name, holder, err)
 	}
 	return n > 0, nil
+}
+
+// ReleaseLease deletes the lease if holder holds it.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	if _, err := s.exec(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder); err != nil {
+		return fmt.Errorf("release lease %q of %q: %w", name, holder, err)
+	}
+	return nil
+}
+
+// ReleaseLeasesOf frees holder's orders and challenges in processing.
+func (s *Store) ReleaseLeasesOf(ctx context.Context, holder string) (int64, error) {
+	return s.releaseWork(ctx, `AND lease_holder = ?`, holder)
+}
+
+// releaseWork sets the lease of orders and challenges in processing that
+// match cond to the zero time, in one transaction, and counts them.
+func (s *Store) releaseWork(ctx context.Context, cond string, args ...any) (int64, error) {
+	var n int64
+	zero := micros(time.Time{})
+	err := s.c.do(ctx, false, func(ctx context.Context, tx *sql.Tx) error {
+		n = 0
+		for _, table := range []string{"orders", "challenges"} {
+			res, err := tx.ExecContext(ctx, `UPDATE `+table+` SET lease_until = ? WHERE status = 'processing' AND lease_until > ? `+cond,
+				append([]any{zero, zero}, args...)...)
+			if err != nil {
+				return err
+			}
+			m, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += m
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release leases: %w", err)
+	}
+	return n, nil
+}
+
+// ReleaseAllLeases ends every lease in one transaction: this process owns the
+// database alone, and what its predecessor held is its own to resume.
+func (s *Store) ReleaseAllLeases(ctx context.Context) (int64, error) {
+	var n int64
+	zero := micros(time.Time{})
+	err := s.c.do(ctx, false, func(ctx context.Context, tx *sql.Tx) error {
+		n = 0
+		for _, q := range []string{
+			`UPDATE orders SET lease_until = ? WHERE status = 'processing' AND lease_until > ?`,
+			`UPDATE challenges SET lease_until = ? WHERE status = 'processing' AND lease_until > ?`,
+		} {
+			res, err := tx.ExecContext(ctx, q, zero, zero)
+			if err != nil {
+				return err
+			}
+			m, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += m
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM leases`)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release all leases: %w", err)
+	}
+	return n, nil
 }

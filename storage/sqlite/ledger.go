@@ -11,28 +11,28 @@ import (
 	"github.com/anvil-pki/anvil/storage/internal/records"
 )
 
-const certCols = `serial, issuer, profile, order_id, lint_der, der, created_at, expires, revoked_at, reason`
+const certCols = `serial, issuer, profile, order_id, lint_der, der, created_at, expires, revoked_at, reason, holder, outcome, outcome_reason`
 
 func scanCertificate(row scanner) (*storage.Certificate, error) {
 	var c storage.Certificate
 	var created, expires int64
 	var revoked sql.NullInt64
-	if err := row.Scan(&c.Serial, &c.Issuer, &c.Profile, &c.OrderID, &c.LintDER, &c.DER, &created, &expires, &revoked, &c.Reason); err != nil {
+	if err := row.Scan(&c.Serial, &c.Issuer, &c.Profile, &c.OrderID, &c.LintDER, &c.DER, &created, &expires, &revoked, &c.Reason, &c.Holder, &c.Outcome, &c.OutcomeReason); err != nil {
 		return nil, err
 	}
 	c.CreatedAt, c.Expires, c.RevokedAt = fromMicros(created), fromMicros(expires), fromOptMicros(revoked)
 	return &c, nil
 }
 
-// ReserveSerial inserts a ledger entry; the primary key refuses a serial
-// reserved before.
+// ReserveSerial inserts a ledger entry, with its intent if given; the primary
+// key refuses a serial reserved before.
 func (s *Store) ReserveSerial(ctx context.Context, c *storage.Certificate) error {
 	if err := records.PrepareCertificate(c); err != nil {
 		return fmt.Errorf("reserve serial: %w", err)
 	}
-	_, err := s.exec(ctx, `INSERT INTO certificates (serial, issuer, profile, order_id, created_at, expires)
-		VALUES (?, ?, ?, ?, ?, ?)`,
-		c.Serial, c.Issuer, c.Profile, c.OrderID, micros(c.CreatedAt), micros(c.Expires))
+	_, err := s.exec(ctx, `INSERT INTO certificates (serial, issuer, profile, order_id, lint_der, created_at, expires, holder)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.Serial, c.Issuer, c.Profile, c.OrderID, c.LintDER, micros(c.CreatedAt), micros(c.Expires), c.Holder)
 	return mapErr(err, fmt.Sprintf("reserve serial %s", c.Serial))
 }
 
@@ -42,7 +42,7 @@ func (s *Store) RecordLintCertificate(ctx context.Context, serial string, lintDE
 		return fmt.Errorf("record lint certificate of %s: it is empty", serial)
 	}
 	return s.conditional(ctx, "reserved serial", serial, `SELECT 1 FROM certificates WHERE serial = ?`,
-		`UPDATE certificates SET lint_der = ? WHERE serial = ? AND lint_der IS NULL`, lintDER, serial)
+		`UPDATE certificates SET lint_der = ? WHERE serial = ? AND lint_der IS NULL AND outcome = ''`, lintDER, serial)
 }
 
 // RecordIssuedCertificate records the signed certificate of a serial whose
@@ -52,7 +52,79 @@ func (s *Store) RecordIssuedCertificate(ctx context.Context, serial string, der 
 		return fmt.Errorf("record certificate %s: it is empty", serial)
 	}
 	return s.conditional(ctx, "reserved serial", serial, `SELECT 1 FROM certificates WHERE serial = ?`,
-		`UPDATE certificates SET der = ? WHERE serial = ? AND lint_der IS NOT NULL AND der IS NULL`, der, serial)
+		`UPDATE certificates SET der = ?, outcome = 'issued' WHERE serial = ? AND lint_der IS NOT NULL AND der IS NULL AND outcome = ''`, der, serial)
+}
+
+// RecordNotSigned closes an open intent as not signed.
+func (s *Store) RecordNotSigned(ctx context.Context, serial, reason string) error {
+	if reason == "" {
+		return fmt.Errorf("record %s as not signed: no reason", serial)
+	}
+	return s.conditional(ctx, "reserved serial", serial, `SELECT 1 FROM certificates WHERE serial = ?`,
+		`UPDATE certificates SET outcome = 'not_signed', outcome_reason = ? WHERE serial = ? AND lint_der IS NOT NULL AND outcome = ''`, reason, serial)
+}
+
+// AbandonIntents closes holder's open rows ("" for all) in one transaction.
+func (s *Store) AbandonIntents(ctx context.Context, holder string, at time.Time) (int64, error) {
+	return s.abandon(ctx, `(? = '' OR holder = ?)`, at, holder, holder)
+}
+
+// AbandonIntent closes one open intent as abandoned and revokes it.
+func (s *Store) AbandonIntent(ctx context.Context, serial string, at time.Time) error {
+	return s.conditional(ctx, "reserved serial", serial, `SELECT 1 FROM certificates WHERE serial = ?`,
+		`UPDATE certificates SET outcome = 'abandoned', revoked_at = ?, reason = ? WHERE serial = ? AND lint_der IS NOT NULL AND outcome = ''`,
+		micros(at), storage.ReasonCessationOfOperation, serial)
+}
+
+// AbandonOrphanedIntents closes the open rows whose holder's lease is not live.
+func (s *Store) AbandonOrphanedIntents(ctx context.Context, leasePrefix string, at time.Time) (int64, error) {
+	return s.abandon(ctx, `NOT EXISTS (SELECT 1 FROM leases WHERE name = ? || certificates.holder AND held_until >= ?)`, at, leasePrefix, micros(at))
+}
+
+// abandon closes the open rows that match cond (with its args): intents as
+// abandoned and revoked, bare reservations as not signed.
+func (s *Store) abandon(ctx context.Context, cond string, at time.Time, args ...any) (int64, error) {
+	var n int64
+	err := s.c.do(ctx, false, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE certificates SET outcome = 'abandoned', revoked_at = ?, reason = ?
+			WHERE outcome = '' AND lint_der IS NOT NULL AND `+cond,
+			append([]any{micros(at), storage.ReasonCessationOfOperation}, args...)...)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE certificates SET outcome = 'not_signed', outcome_reason = 'no_intent'
+			WHERE outcome = '' AND lint_der IS NULL AND `+cond, args...)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("abandon open intents: %w", err)
+	}
+	return n, nil
+}
+
+// LedgerCounts counts rows per issuer, outcome and reason.
+func (s *Store) LedgerCounts(ctx context.Context) ([]storage.LedgerCount, error) {
+	return queryAll(ctx, s.r, "ledger counts", func(r scanner) (storage.LedgerCount, error) {
+		var c storage.LedgerCount
+		err := r.Scan(&c.Issuer, &c.Outcome, &c.Reason, &c.Count)
+		return c, err
+	}, `SELECT issuer, outcome, outcome_reason, COUNT(*) FROM certificates GROUP BY issuer, outcome, outcome_reason ORDER BY issuer, outcome, outcome_reason`)
+}
+
+// OpenIntents lists the rows without an outcome, oldest first.
+func (s *Store) OpenIntents(ctx context.Context, leasePrefix string, now time.Time) ([]storage.OpenIntent, error) {
+	return queryAll(ctx, s.r, "open intents", func(r scanner) (storage.OpenIntent, error) {
+		var o storage.OpenIntent
+		var created int64
+		err := r.Scan(&o.Serial, &o.Issuer, &o.OrderID, &o.Holder, &created, &o.HasIntent, &o.HolderLive)
+		o.CreatedAt = fromMicros(created)
+		return o, err
+	}, `SELECT serial, issuer, order_id, holder, created_at, lint_der IS NOT NULL,
+		EXISTS (SELECT 1 FROM leases WHERE name = ? || certificates.holder AND held_until >= ?)
+		FROM certificates WHERE outcome = '' ORDER BY created_at, serial`, leasePrefix, micros(now))
 }
 
 // GetCertificate reads a ledger entry.

@@ -88,9 +88,9 @@ func (s *Store) GetOrder(ctx context.Context, id string) (*storage.Order, error)
 // UpdateOrder writes the mutable fields of o if its status is still fromStatus.
 func (s *Store) UpdateOrder(ctx context.Context, o *storage.Order, fromStatus string) error {
 	return s.conditional(ctx, "order", o.ID, `SELECT 1 FROM orders WHERE id = ?`,
-		`UPDATE orders SET status = ?, error = ?, csr = ?, cert_serial = ?, lease_until = ?, updated_at = ?
+		`UPDATE orders SET status = ?, error = ?, csr = ?, cert_serial = ?, lease_until = ?, lease_holder = ?, updated_at = ?
 		WHERE id = ? AND status = ?`,
-		o.Status, blob(o.Error), blob(o.CSR), o.CertSerial, micros(o.LeaseUntil), micros(records.Stamp(o.UpdatedAt)),
+		o.Status, blob(o.Error), blob(o.CSR), o.CertSerial, micros(o.LeaseUntil), s.leaseHolder(), micros(records.Stamp(o.UpdatedAt)),
 		o.ID, fromStatus)
 }
 
@@ -154,10 +154,10 @@ func (s *Store) ClaimOrders(ctx context.Context, now time.Time, lease time.Durat
 	if limit <= 0 {
 		return nil, nil
 	}
-	orders, err := queryWrite(ctx, s, scanOrder, `UPDATE orders SET lease_until = ?
+	orders, err := queryWrite(ctx, s, scanOrder, `UPDATE orders SET lease_until = ?, lease_holder = ?
 		WHERE id IN (SELECT id FROM orders WHERE status = 'processing' AND lease_until < ? ORDER BY lease_until LIMIT ?)
 		RETURNING `+orderCols,
-		micros(now.Add(lease)), micros(now), limit)
+		micros(now.Add(lease)), s.leaseHolder(), micros(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim orders: %w", err)
 	}

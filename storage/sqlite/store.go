@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
 	// The driver registers itself as "sqlite3".
 	_ "github.com/mattn/go-sqlite3"
@@ -31,6 +32,16 @@ type Store struct {
 	c *committer
 	// accounts caches GetAccount; account writes keep it exact.
 	accounts *accountCache
+	// holder names this process in the leases it writes (SetLeaseHolder).
+	holder atomic.Value
+}
+
+// SetLeaseHolder names this process in the leases it writes from now on.
+func (s *Store) SetLeaseHolder(holder string) { s.holder.Store(holder) }
+
+func (s *Store) leaseHolder() string {
+	h, _ := s.holder.Load().(string)
+	return h
 }
 
 var _ storage.Store = (*Store)(nil)

@@ -110,6 +110,7 @@ func reserve(t *testing.T, s storage.Store, serial, issuer, orderID string, crea
 	must(t, s.RecordLintCertificate(ctx, serial, c.LintDER), "RecordLintCertificate "+serial)
 	if issued {
 		c.DER = []byte("cert-" + serial)
+		c.Outcome = storage.OutcomeIssued
 		must(t, s.RecordIssuedCertificate(ctx, serial, c.DER), "RecordIssuedCertificate "+serial)
 	}
 	return c

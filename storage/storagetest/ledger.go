@@ -35,6 +35,7 @@ func testLedger(t *testing.T, s storage.Store) {
 		"RecordLintCertificate twice")
 
 	c.DER = []byte{0x30, 0x82, 0x03, 0x00, 0x01, 0xfe}
+	c.Outcome = storage.OutcomeIssued
 	must(t, s.RecordIssuedCertificate(ctx, c.Serial, c.DER), "RecordIssuedCertificate")
 	wantErr(t, s.RecordIssuedCertificate(ctx, c.Serial, []byte("other cert")), storage.ErrConflict,
 		"RecordIssuedCertificate twice")
