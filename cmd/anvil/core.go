@@ -155,7 +155,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	}
 	if c.svc, err = issuance.NewService(issuance.ServiceConfig{
 		Issuers: c.issuers, Profiles: c.profiles, DefaultProfile: cfg.DefaultProfile,
-		Ledger: acme.Ledger{Store: c.store, Holder: cfg.nodeID()}, Policy: c.rules,
+		Ledger: auditedLedger{acme.Ledger{Store: c.store, Holder: cfg.nodeID()}, c.audit}, Policy: c.rules,
 		SerialPrefix: byte(cfg.SerialPrefix), Logger: logger, Observer: c.metrics,
 	}); err != nil {
 		return nil, err

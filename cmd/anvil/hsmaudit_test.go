@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/big"
 	"sync"
 	"testing"
 
 	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/hsm"
+	"github.com/anvil-pki/anvil/issuance"
 )
 
 type recordedEvents struct {
@@ -47,5 +50,48 @@ func TestHSMEventsAreAudited(t *testing.T) {
 	}
 	if rec.evs[0].Data["key"] != "int-ecdsa" || rec.evs[0].Data["error"] != "bad" {
 		t.Errorf("signature check event lacks its key or reason: %+v", rec.evs[0])
+	}
+}
+
+// Each ledger outcome reaches the audit log once the ledger holds it; one the
+// ledger refuses is not claimed there.
+func TestLedgerOutcomesAreAudited(t *testing.T) {
+	ctx := context.Background()
+	rec := &recordedEvents{}
+	mem := issuance.NewMemoryLedger()
+	l := auditedLedger{mem, rec}
+	for i, outcome := range []string{"issued", "not_signed", "abandoned"} {
+		serial := big.NewInt(int64(100 + i))
+		if err := l.RecordIntent(ctx, issuance.SerialReservation{Serial: serial, Issuer: "int-ecdsa", LintCert: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch outcome {
+		case "issued":
+			err = l.RecordIssued(ctx, serial, []byte{2})
+		case "not_signed":
+			err = l.RecordNotSigned(ctx, serial, issuance.NotSignedBadSignature)
+		case "abandoned":
+			err = l.RecordAbandoned(ctx, serial)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", outcome, err)
+		}
+	}
+	if err := l.RecordIssued(ctx, big.NewInt(999), []byte{2}); err == nil {
+		t.Fatal("the ledger took an outcome for a serial it never reserved")
+	}
+	want := []string{"issued", "not_signed", "abandoned"}
+	if len(rec.evs) != len(want) {
+		t.Fatalf("audited %d outcomes, want %d: %+v", len(rec.evs), len(want), rec.evs)
+	}
+	for i, w := range want {
+		ev := rec.evs[i]
+		if ev.Type != audit.LedgerOutcome || ev.Data["outcome"] != w || ev.Data["serial"] != fmt.Sprintf("%x", 100+i) {
+			t.Errorf("event %d = %+v, want ledger.outcome %s of serial %x", i, ev, w, 100+i)
+		}
+	}
+	if rec.evs[1].Data["reason"] != issuance.NotSignedBadSignature {
+		t.Errorf("not_signed event lacks its reason: %+v", rec.evs[1])
 	}
 }

@@ -54,6 +54,7 @@ func (c *core) recoverAlone(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover leases: %w", err)
 	}
+	c.auditAbandoned(ctx, abandoned, "the previous process on this database")
 	if abandoned > 0 || freed > 0 {
 		c.log.Warn("recovered what the previous process left", "abandoned_intents", abandoned,
 			"resumed_orders_and_challenges", freed, "why", "an intent without an outcome may have been signed: its serial is published as revoked (cessationOfOperation)")
@@ -87,6 +88,7 @@ func (c *core) recoverNode(ctx context.Context, ledger bool) error {
 	if err != nil {
 		return fmt.Errorf("recover the ledger: %w", err)
 	}
+	c.auditAbandoned(ctx, abandoned, "this node's previous process")
 	if abandoned > 0 {
 		c.log.Warn("abandoned the intents this node's previous process left", "node", c.cfg.nodeID(), "abandoned_intents", abandoned)
 	}
@@ -142,6 +144,7 @@ func (c *core) ledgerTick(ctx context.Context, now time.Time) {
 		c.log.Error("ledger sweep", "error", err)
 		return
 	}
+	c.auditAbandoned(ctx, n, "nodes whose lease ran out")
 	if n > 0 {
 		c.log.Warn("abandoned the intents of nodes whose lease ran out", "abandoned_intents", n,
 			"why", "a signature may exist: the serials are published as revoked (cessationOfOperation)")
