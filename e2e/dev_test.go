@@ -185,6 +185,20 @@ func TestDevLegoAndCertbot(t *testing.T) {
 		t.Errorf("anvil dev does not log its cold start:\n%s", tail(d.stderr.String(), 20))
 	}
 
+	// certbot, with only that root as its trust anchor (first: its standalone
+	// server needs the http-01 port that the lego responder keeps after).
+	cdir := t.TempDir()
+	out := certbot(t, d.CA, cdir, "certonly", "--standalone", "--agree-tos", "--register-unsafely-without-email",
+		"--http-01-port", strconv.Itoa(d.HTTPPort), "--http-01-address", "127.0.0.1", "-d", "certbot.dev.localhost")
+	if !strings.Contains(out, "Successfully received certificate") {
+		t.Fatalf("certbot output:\n%s", out)
+	}
+	fullchain, err := os.ReadFile(filepath.Join(cdir, "config", "live", "certbot.dev.localhost", "fullchain.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyBundle(t, d.CA, fullchain, "certbot.dev.localhost")
+
 	// lego, through the same root.
 	client, user := legoClient(t, d.CA, newKey(t))
 	register(t, client, user)
@@ -220,29 +234,23 @@ func TestDevLegoAndCertbot(t *testing.T) {
 	raw := newRawClient(t, d.CA, newKey(t))
 	raw.register()
 	_, first := raw.newOrder(nil, "reuse.dev.localhost")
-	raw.respond(raw.authz(first.Authorizations[0]).challenge(t, "http-01"))
+	ch := raw.authz(first.Authorizations[0]).challenge(t, "http-01")
+	d.challengeServer(t).set(ch.Token, ch.Token+"."+raw.thumbprint())
+	if got := raw.respond(ch); got.Status != "valid" {
+		t.Fatalf("http-01: %s %+v", got.Status, got.Error)
+	}
 	_, second := raw.newOrder(nil, "reuse.dev.localhost")
 	if second.Authorizations[0] != first.Authorizations[0] {
 		t.Errorf("without the knob a second order got a fresh authorization")
 	}
 
-	// certbot, with only that root as its trust anchor.
-	cdir := t.TempDir()
-	out := certbot(t, d.CA, cdir, "certonly", "--standalone", "--agree-tos", "--register-unsafely-without-email",
-		"--http-01-port", strconv.Itoa(d.HTTPPort), "--http-01-address", "127.0.0.1", "-d", "certbot.dev.localhost")
-	if !strings.Contains(out, "Successfully received certificate") {
-		t.Fatalf("certbot output:\n%s", out)
-	}
-	fullchain, err := os.ReadFile(filepath.Join(cdir, "config", "live", "certbot.dev.localhost", "fullchain.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifyBundle(t, d.CA, fullchain, "certbot.dev.localhost")
-
 	// A second start on the kept directory: same root, same database (the
 	// lego account is still there).
 	root := d.get(t, "/roots/0")
 	d.stop(t)
+	// New validation ports: the lego responder of the first start keeps its
+	// port until the test ends.
+	ports["http-port"], ports["tls-port"] = freePort(t), freePort(t)
 	d2 := startDevOn(t, ports, nil, "--dir", state)
 	if !bytes.Equal(d2.get(t, "/roots/0"), root) {
 		t.Errorf("a second start on a kept directory made a new root")
