@@ -72,11 +72,13 @@ func startDev(t *testing.T, env []string, args ...string) *devCA {
 func startDevOn(t *testing.T, ports map[string]int, env []string, args ...string) *devCA {
 	t.Helper()
 	tmp := t.TempDir()
-	args = append([]string{"dev",
-		"--listen", "127.0.0.1:" + strconv.Itoa(ports["listen"]),
-		"--management-listen", "127.0.0.1:" + strconv.Itoa(ports["management-listen"]),
-		"--http-port", strconv.Itoa(ports["http-port"]), "--tls-port", strconv.Itoa(ports["tls-port"]),
-	}, args...)
+	if ports["env-only"] == 0 {
+		args = append([]string{"dev",
+			"--listen", "127.0.0.1:" + strconv.Itoa(ports["listen"]),
+			"--management-listen", "127.0.0.1:" + strconv.Itoa(ports["management-listen"]),
+			"--http-port", strconv.Itoa(ports["http-port"]), "--tls-port", strconv.Itoa(ports["tls-port"]),
+		}, args...)
+	}
 	cmd := exec.Command(anvilBin, args...)
 	cmd.Dir = t.TempDir() // an empty directory
 	cmd.Env = devEnv(tmp, env...)
@@ -308,7 +310,7 @@ func TestDevKnobs(t *testing.T) {
 
 	// A name that no DNS knows validates over http-01 on 127.0.0.1, and a
 	// second order for it gets a fresh, pending authorization.
-	name := "resolve-to.anvil-e2e.com"
+	name := "resolve-to.test"
 	newOrder := func() acmeOrder {
 		st, body, _ := post(raw.url("newOrder"), map[string]any{"identifiers": identifiers(name)})
 		if st != http.StatusCreated {
@@ -417,5 +419,44 @@ func TestServeRefusesDevKnobs(t *testing.T) {
 		if err == nil || !strings.Contains(out, "flag provided but not defined") {
 			t.Errorf("anvil serve %s: %v\n%s", flag, err, tail(out, 5))
 		}
+	}
+}
+
+// The container image's entry point, run as a plain command (this machine has
+// no container engine): the Dockerfile's ENTRYPOINT and CMD, configured only
+// by its ANVIL_DEV_* environment (loopback instead of 0.0.0.0 here), serves a
+// directory and its root.
+func TestDevImageEntryPoint(t *testing.T) {
+	df, err := os.ReadFile(filepath.Join(repoRoot(), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(df)
+	if !strings.Contains(text, `ENTRYPOINT ["anvil"]`) || !strings.Contains(text, `CMD ["dev"]`) {
+		t.Fatalf("the Dockerfile's entry point is not `anvil dev`")
+	}
+	ports := map[string]int{"env-only": 1}
+	var env []string
+	for _, name := range []string{"ANVIL_DEV_LISTEN", "ANVIL_DEV_MANAGEMENT_LISTEN"} {
+		i := strings.Index(text, name+"=")
+		if i < 0 {
+			t.Fatalf("the Dockerfile sets no %s", name)
+		}
+		value := strings.Fields(text[i+len(name)+1:])[0]
+		if !strings.HasPrefix(value, "0.0.0.0:") {
+			t.Errorf("%s=%s: a container must listen on every interface", name, value)
+		}
+		port := freePort(t)
+		ports[map[string]string{"ANVIL_DEV_LISTEN": "listen", "ANVIL_DEV_MANAGEMENT_LISTEN": "management-listen"}[name]] = port
+		env = append(env, name+"=127.0.0.1:"+strconv.Itoa(port))
+	}
+	d := startDevOn(t, ports, env, "dev")
+	resp, err := d.HTTPClient().Get(d.DirURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("directory: %d", resp.StatusCode)
 	}
 }
