@@ -87,7 +87,7 @@ func devFlags(o *devOptions) *flag.FlagSet {
 	fs.StringVar(&o.nonceReject, "nonce-reject", "", "UNSAFE test knob: share (0-100) of valid nonces answered with badNonce (env PEBBLE_WFE_NONCEREJECT)")
 	fs.StringVar(&o.authzReuse, "authz-reuse", "", "UNSAFE test knob: share (0-100) of new orders that reuse valid authorizations; 0 turns reuse off (env PEBBLE_AUTHZREUSE; default 100)")
 	fs.StringVar(&o.alwaysValid, "always-valid", "", "UNSAFE test knob: 1 accepts every challenge without fetching anything (env PEBBLE_VA_ALWAYS_VALID)")
-	fs.StringVar(&o.resolveTo, "resolve-to", "", "UNSAFE test knob: validation resolves every name to this address (or to what this name resolves to at start, e.g. host.docker.internal), as pebble-challtestsrv's -defaultIPv4 (env ANVIL_DEV_RESOLVE_TO)")
+	fs.StringVar(&o.resolveTo, "resolve-to", "", "UNSAFE test knob: validation resolves every name to this address (or to what this host name resolves to at each lookup, e.g. host.docker.internal), as pebble-challtestsrv's -defaultIPv4 (env ANVIL_DEV_RESOLVE_TO)")
 	return fs
 }
 
@@ -143,10 +143,10 @@ func (o *devOptions) knobs() (devKnobs, error) {
 	if k.alwaysValid, err = boolish("always-valid", o.alwaysValid); err != nil {
 		return k, err
 	}
-	if k.resolveTo, err = resolveToAddr(o.resolveTo); err != nil {
+	if k.resolveTo, k.resolveToName, err = parseResolveTo(o.resolveTo); err != nil {
 		return k, err
 	}
-	if k.resolveTo.IsValid() && o.dnsServer != "" {
+	if o.resolveTo != "" && o.dnsServer != "" {
 		return k, errors.New("--resolve-to and --dnsserver exclude each other: the first answers every lookup itself")
 	}
 	return k, nil
@@ -218,8 +218,8 @@ func runDev(args []string) (err error) {
 	if o.dnsServer != "" {
 		resolvers = []string{o.dnsServer}
 	}
-	if knobs.resolveTo.IsValid() {
-		d, addr, err := startOneAddressDNS(knobs.resolveTo)
+	if o.resolveTo != "" {
+		d, addr, err := startOneAddressDNS(knobs.resolveTo, knobs.resolveToName)
 		if err != nil {
 			return err
 		}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 
 	"github.com/anvil-pki/anvil/ceremony"
 	"github.com/anvil-pki/anvil/config"
@@ -111,12 +114,48 @@ func TestDevKnobParsing(t *testing.T) {
 	if len(k.unsafe()) != 3 {
 		t.Errorf("unsafe() = %q", k.unsafe())
 	}
-	for _, bad := range []devOptions{{nonceReject: "101"}, {authzReuse: "-1"}, {nonceReject: "half"}, {alwaysValid: "maybe"}, {resolveTo: "no such host.invalid"}} {
+	for _, bad := range []devOptions{{nonceReject: "101"}, {authzReuse: "-1"}, {nonceReject: "half"}, {alwaysValid: "maybe"}, {resolveTo: "no such host"}, {resolveTo: "http://x"}} {
 		if _, err := bad.knobs(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
 	}
+	if k, err := (&devOptions{resolveTo: "host.docker.internal"}).knobs(); err != nil || k.resolveToName != "host.docker.internal" || len(k.unsafe()) != 1 {
+		t.Errorf("resolve-to a host name: %+v %v", k, err)
+	}
 	if (devKnobs{}).unsafe() != nil {
 		t.Errorf("the zero knobs are not all off")
+	}
+}
+
+// The one-address DNS server answers every A question with its address, or
+// with what its host name resolves to when it is asked; TXT finds nothing.
+func TestOneAddressDNS(t *testing.T) {
+	for _, tc := range []struct {
+		addr netip.Addr
+		name string
+		want string
+	}{
+		{netip.MustParseAddr("192.0.2.7"), "", "192.0.2.7"},
+		{netip.Addr{}, "localhost", "127.0.0.1"},
+	} {
+		d, server, err := startOneAddressDNS(tc.addr, tc.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.close()
+		for _, q := range []uint16{dns.TypeA, dns.TypeTXT} {
+			m := new(dns.Msg)
+			m.SetQuestion("anything.example.com.", q)
+			r, err := dns.Exchange(m, server)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case q == dns.TypeA && (len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != tc.want):
+				t.Errorf("%v %q: A answer %v, want %s", tc.addr, tc.name, r.Answer, tc.want)
+			case q == dns.TypeTXT && (len(r.Answer) != 0 || r.Rcode != dns.RcodeSuccess):
+				t.Errorf("TXT answer %v rcode %d", r.Answer, r.Rcode)
+			}
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -36,8 +37,12 @@ type devKnobs struct {
 	// Pebble's PEBBLE_VA_ALWAYS_VALID.
 	alwaysValid bool
 	// resolveTo answers every A or AAAA question of validation with this one
-	// address, as pebble-challtestsrv's -defaultIPv4/-defaultIPv6.
-	resolveTo netip.Addr
+	// address, as pebble-challtestsrv's -defaultIPv4/-defaultIPv6; or, with
+	// resolveToName, with what that name resolves to on this machine at the
+	// time of the question (a CI job container may not exist yet when the CA
+	// starts).
+	resolveTo     netip.Addr
+	resolveToName string
 }
 
 // knobEnv are the environment variables of the knobs: Pebble's names where
@@ -69,6 +74,9 @@ func (k devKnobs) unsafe() []string {
 	if k.resolveTo.IsValid() {
 		out = append(out, fmt.Sprintf("resolve-to=%s (ANVIL_DEV_RESOLVE_TO): validation resolves every name to this one address", k.resolveTo))
 	}
+	if k.resolveToName != "" {
+		out = append(out, fmt.Sprintf("resolve-to=%s (ANVIL_DEV_RESOLVE_TO): validation resolves every name to the address of %s on this machine", k.resolveToName, k.resolveToName))
+	}
 	return out
 }
 
@@ -93,26 +101,21 @@ func boolish(name, s string) (bool, error) {
 	return false, fmt.Errorf("%s: %q: want 1 or 0", name, s)
 }
 
-// resolveToAddr takes an address, or a name resolved once now (through
-// /etc/hosts and the system resolver): in a container, "host.docker.internal"
-// given with --add-host=host.docker.internal:host-gateway is the runner.
-func resolveToAddr(s string) (netip.Addr, error) {
+// parseResolveTo takes an address, or a host name that the one-address DNS
+// server looks up (through /etc/hosts and the system resolver) at each
+// question: in a container, "host.docker.internal" given with
+// --add-host=host.docker.internal:host-gateway is the runner.
+func parseResolveTo(s string) (netip.Addr, string, error) {
 	if s == "" {
-		return netip.Addr{}, nil
+		return netip.Addr{}, "", nil
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), nil
+		return a.Unmap(), "", nil
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", s)
-	if err != nil || len(ips) == 0 {
-		return netip.Addr{}, fmt.Errorf("resolve-to: %q is neither an IP address nor a name this machine resolves: %v", s, err)
+	if _, ok := dns.IsDomainName(s); !ok || strings.ContainsAny(s, " /:") {
+		return netip.Addr{}, "", fmt.Errorf("resolve-to: %q is neither an IP address nor a host name", s)
 	}
-	for _, ip := range ips {
-		if ip.Unmap().Is4() {
-			return ip.Unmap(), nil
-		}
-	}
-	return ips[0], nil
+	return netip.Addr{}, strings.TrimSuffix(s, "."), nil
 }
 
 // rejectingNonces answers a share of otherwise valid nonces with badNonce.
@@ -167,17 +170,18 @@ func (k devKnobs) apply(nonces api.NonceSource, v acme.Validator, logger *slog.L
 // other question with an empty NOERROR: no TXT (so dns-01 fails), no CAA.
 type oneAddressDNS struct {
 	addr netip.Addr
+	name string // looked up at each question instead of addr, when set
 	srv  *dns.Server
 }
 
 // startOneAddressDNS serves on a free UDP port of 127.0.0.1 and returns
 // "127.0.0.1:port" for validation.resolvers.
-func startOneAddressDNS(addr netip.Addr) (*oneAddressDNS, string, error) {
+func startOneAddressDNS(addr netip.Addr, name string) (*oneAddressDNS, string, error) {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", fmt.Errorf("resolve-to DNS server: %w", err)
 	}
-	d := &oneAddressDNS{addr: addr}
+	d := &oneAddressDNS{addr: addr, name: name}
 	d.srv = &dns.Server{PacketConn: pc, Handler: d}
 	started := make(chan error, 1)
 	d.srv.NotifyStartedFunc = func() { started <- nil }
@@ -202,15 +206,34 @@ func (d *oneAddressDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
+	addr := d.addr
+	if d.name != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", d.name)
+		cancel()
+		if err != nil || len(ips) == 0 {
+			slog.Warn("resolve-to: the name does not resolve", "name", d.name, "error", err)
+			m.Rcode = dns.RcodeServerFailure
+			w.WriteMsg(m)
+			return
+		}
+		addr = ips[0].Unmap()
+		for _, ip := range ips {
+			if ip.Unmap().Is4() {
+				addr = ip.Unmap()
+				break
+			}
+		}
+	}
 	for _, q := range r.Question {
 		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 0}
 		switch {
-		case q.Qtype == dns.TypeA && d.addr.Is4():
+		case q.Qtype == dns.TypeA && addr.Is4():
 			hdr.Rrtype = dns.TypeA
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: d.addr.AsSlice()})
-		case q.Qtype == dns.TypeAAAA && d.addr.Is6():
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: addr.AsSlice()})
+		case q.Qtype == dns.TypeAAAA && addr.Is6():
 			hdr.Rrtype = dns.TypeAAAA
-			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: d.addr.AsSlice()})
+			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: addr.AsSlice()})
 		}
 	}
 	w.WriteMsg(m)
