@@ -127,9 +127,10 @@ func (d *Dir) InitTokenPKCS11(label string) (*Token, error) {
 	return t, nil
 }
 
-// writeSecret writes a PIN to a new 0600 file.
+// writeSecret writes a PIN to a new 0600 file; an existing file is an error,
+// never overwritten or left with another mode.
 func writeSecret(path, pin string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("softhsm: write PIN file: %w", err)
 	}
