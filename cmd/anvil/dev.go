@@ -200,6 +200,11 @@ func runDev(args []string) (err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("--dir: %w", err)
 	}
+	unlock, err := lockDevDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -404,6 +409,25 @@ func (s *devState) serveConfig(baseURL, pkiURL string, resolvers []string) (*ser
 		return nil, fmt.Errorf("built-in serve configuration (written to %s): %w", s.path("serve.yaml"), err)
 	}
 	return &cfg, nil
+}
+
+// lockDevDir keeps a second `anvil dev` off a state directory while the
+// first is making tokens or running ceremonies in it (the SQLite lock that
+// `anvil serve` takes comes only later). The lock goes with the process.
+func lockDevDir(dir string) (func(), error) {
+	name := filepath.Join(dir, "dev.lock")
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state directory lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another anvil dev is using the state directory %s (it holds %s)", dir, name)
+		}
+		return nil, fmt.Errorf("state directory lock %s: %w", name, err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // processStart is when this process started, from /proc on Linux (so that

@@ -159,3 +159,22 @@ func TestOneAddressDNS(t *testing.T) {
 		}
 	}
 }
+
+// A second `anvil dev` on a state directory in use is refused with the
+// directory named, instead of making tokens beside the first.
+func TestDevDirLock(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDevDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockDevDir(dir); err == nil || !strings.Contains(err.Error(), "another anvil dev") {
+		t.Fatalf("second lock: %v", err)
+	}
+	unlock()
+	again, err := lockDevDir(dir)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	again()
+}
