@@ -339,6 +339,11 @@ func TestDevKnobs(t *testing.T) {
 	if second.Authorizations[0] == first.Authorizations[0] || authzOf(second.Authorizations[0]).Status != "pending" {
 		t.Errorf("PEBBLE_AUTHZREUSE=0: the second order reused the valid authorization")
 	}
+	// A well-behaved client (lego retries badNonce with the new nonce) gets
+	// its certificate through all three knobs.
+	client, user := legoClient(t, d.CA, newKey(t))
+	register(t, client, user)
+	verifyBundle(t, d.CA, mustObtain(t, client, obtainReq("lego.resolve-to.test")).Certificate, "lego.resolve-to.test")
 	d.stop(t)
 
 	// PEBBLE_VA_ALWAYS_VALID: nothing listens on the http-01 port, yet the
