@@ -113,6 +113,11 @@ type Config struct {
 	// ReuseAuthorizations lets a new order use the account's valid
 	// authorization for a name instead of asking for a new validation.
 	ReuseAuthorizations bool
+	// SkipReuse, when set, is asked before each reuse and vetoes it when it
+	// says true: `anvil dev`'s PEBBLE_AUTHZREUSE knob, so that client tests
+	// see fresh authorizations for a chosen share of orders. Nil in
+	// `anvil serve`, which cannot set it.
+	SkipReuse func() bool
 	// PreAuthorization offers newAuthz (RFC 8555 7.4.1).
 	PreAuthorization bool
 	// ExternalAccountRequired refuses new accounts without an External Account

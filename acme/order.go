@@ -103,7 +103,7 @@ const minReuseLeft = 24 * time.Hour
 // reusableAuthorization finds the account's valid authorization for an
 // identifier, when reuse is on.
 func (ca *CA) reusableAuthorization(ctx context.Context, accountID string, id checkedIdent, now time.Time) *storage.Authorization {
-	if !ca.cfg.ReuseAuthorizations {
+	if !ca.cfg.ReuseAuthorizations || (ca.cfg.SkipReuse != nil && ca.cfg.SkipReuse()) {
 		return nil
 	}
 	base := Identifier{Type: id.ident.Type, Value: strings.TrimPrefix(id.ident.Value, "*.")}

@@ -29,6 +29,9 @@ func init() {
 }
 
 func runServe(args []string) error {
+	if err := refuseKnobEnv(); err != nil {
+		return err
+	}
 	var cfg serveConfig
 	ctx, stop, err := startDaemon("serve", args, &cfg)
 	if err != nil {
@@ -65,6 +68,11 @@ type server struct {
 	api       *api.Server
 	tlsCert   *certHolder
 	tlsIssuer *issuance.Service
+	// devHandler, set by `anvil dev`, serves the rest of the admin listener
+	// (the CA certificates, CRLs and OCSP, as Pebble's management interface).
+	devHandler http.Handler
+	// ready, when set, is called once every listener is open.
+	ready func()
 }
 
 // buildServer opens the database and, unless a remote signer issues, the HSM
@@ -122,6 +130,8 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 	if err != nil {
 		return nil, err
 	}
+	var validator acme.Validator = validatorAdapter{v}
+	nonces, validator, skipReuse := cfg.knobs.apply(nonces, validator, logger)
 	var apiServer *api.Server
 	ca, err := acme.New(acme.Config{
 		Policy:                  c.rules,
@@ -138,6 +148,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		CAA:                     !cfg.Validation.DisableCAA,
 		CAARecheckAfter:         cfg.ACME.CAARecheckAfter.Duration,
 		ReuseAuthorizations:     cfg.ACME.ReuseAuthorizations == nil || *cfg.ACME.ReuseAuthorizations,
+		SkipReuse:               skipReuse,
 		PreAuthorization:        cfg.ACME.PreAuthorization,
 		ExternalAccountRequired: cfg.ACME.ExternalAccountRequired,
 		OrdersPerPage:           cfg.ACME.OrdersPerPage,
@@ -152,7 +163,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		Logger:     logger,
 
 		OnRateLimited: func(limit string) { c.metrics.RateLimited.WithLabelValues(limit).Inc() },
-	}, c.store, issuer, instrumentedValidator{validatorAdapter{v}, c.metrics})
+	}, c.store, issuer, instrumentedValidator{validator, c.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -300,6 +311,9 @@ func (s *server) run(ctx context.Context) error {
 	}
 	go s.tlsCert.renewLoop(bg, s)
 
+	if s.ready != nil {
+		s.ready()
+	}
 	s.log.Info("anvil serving", "directory", s.cfg.BaseURL+"/directory", "listen", ln.Addr().String(), "admin", s.cfg.AdminListen, "pki", s.cfg.PKI.Listen)
 	select {
 	case <-ctx.Done():
@@ -382,6 +396,9 @@ func (s *server) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if s.devHandler != nil {
+		mux.Handle("/", s.devHandler)
+	}
 	return mux
 }
 

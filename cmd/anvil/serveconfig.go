@@ -31,6 +31,10 @@ type serveConfig struct {
 	Validation validation.Config   `yaml:"validation"`
 	Nonce      nonceConfig         `yaml:"nonce"`
 	Log        logConfig           `yaml:"log"`
+
+	// knobs are `anvil dev`'s test knobs. Unexported, so no YAML key reaches
+	// them: only runDev sets them (devknobs.go).
+	knobs devKnobs
 }
 
 type signerClientConfig struct {
