@@ -88,6 +88,12 @@ func (ca *CA) PreAuthorize(ctx context.Context, acct *storage.Account, ident Ide
 	if !ca.cfg.PreAuthorization {
 		return nil, Malformed("pre-authorization is not offered here")
 	}
+	return ca.preAuthorize(ctx, acct, ident)
+}
+
+// preAuthorize is PreAuthorize without the configuration check: the ACME v1
+// front end (LegacyAuthorize) has its own switch.
+func (ca *CA) preAuthorize(ctx context.Context, acct *storage.Account, ident Identifier) (*storage.Authorization, error) {
 	checked, perr := ca.checkIdentifiers([]Identifier{ident})
 	if perr != nil {
 		return nil, perr

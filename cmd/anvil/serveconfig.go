@@ -31,6 +31,9 @@ type serveConfig struct {
 	Validation validation.Config   `yaml:"validation"`
 	Nonce      nonceConfig         `yaml:"nonce"`
 	Log        logConfig           `yaml:"log"`
+
+	// Legacy is the ACME v1 front end (legacy.go); off unless enabled.
+	Legacy legacyConfig `yaml:"legacy"`
 }
 
 type signerClientConfig struct {
