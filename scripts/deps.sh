@@ -18,6 +18,8 @@ if [ "$purpose" = test ]; then
     [openssl]="openssl"
     [certbot]="certbot"
     [postgresql]="glob:/usr/lib/postgresql/*/bin/initdb"
+    [nodejs]="node"  # runs acme-client 1.x, a real ACME v1 client (e2e/legacy_npm_test.go)
+    [npm]="npm"
   )
 fi
 
