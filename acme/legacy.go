@@ -21,11 +21,22 @@ import (
 // one certificate" state change.
 
 // LegacyAuthorize creates a pending authorization for one identifier, for
-// the v1 new-authz resource. It does not depend on Config.PreAuthorization:
-// the v1 front end is switched on by its own configuration.
+// the v1 new-authz resource, with simpleHttps besides the enabled challenge
+// types when Config.LegacySimpleHTTPS. It does not depend on
+// Config.PreAuthorization: the v1 front end has its own switch.
 func (ca *CA) LegacyAuthorize(ctx context.Context, acct *storage.Account, ident Identifier) (*storage.Authorization, error) {
+	if ca.cfg.LegacySimpleHTTPS {
+		return ca.preAuthorize(ctx, acct, ident, SimpleHTTPS)
+	}
 	return ca.preAuthorize(ctx, acct, ident)
 }
+
+// SimpleHTTPS is the challenge of draft-barnes-acme-01: the applicant serves
+// the token over HTTPS at /.well-known/acme-challenge/, and the CA fetches it
+// without checking the certificate. It binds no account key (later drafts
+// added key authorizations for that), so it is offered only to v1 clients,
+// and only when configured.
+const SimpleHTTPS = "simpleHttps"
 
 // LegacyAuthorization returns an authorization by its ID alone: ACME v1
 // clients poll authorizations with unauthenticated GETs. The ID is 128

@@ -11,7 +11,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -635,8 +638,78 @@ func TestLegacyHostile(t *testing.T) {
 		expectV1Problem(t, status, b, h, http.StatusForbidden, "unauthorized")
 	})
 
+	t.Run("no-simplehttps-unless-configured", func(t *testing.T) {
+		_, a := mallory.newAuthz("v1-nosimple.anvil-e2e.com")
+		for _, ch := range a.Challenges {
+			if ch.Type == "simpleHttps" {
+				t.Fatal("simpleHttps offered without legacy.simple_https")
+			}
+		}
+	})
+
 	t.Run("special-use-name", func(t *testing.T) {
 		status, b, h := mallory.post(mallory.url("new-authz"), map[string]any{"resource": "new-authz", "identifier": map[string]string{"type": "dns", "value": "printer.local"}})
 		expectV1Problem(t, status, b, h, http.StatusBadRequest, "rejectedIdentifier")
 	})
+}
+
+// TestLegacySimpleHTTPS: the seed's own challenge, when configured. The
+// applicant serves the token over HTTPS with a self-signed certificate on
+// the port the CA validates https on; the answer names the path; the CA
+// fetches, compares, and the certificate follows.
+func TestLegacySimpleHTTPS(t *testing.T) {
+	ca := NewCA(t, func(o *caOptions) { o.extraYAML += "legacy:\n  enabled: true\n  simple_https: true\n" })
+	var mu sync.Mutex
+	files := map[string]string{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		body, ok := files[r.URL.Path]
+		mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, body)
+	}))
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(ca.TLSPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = l
+	srv.StartTLS() // httptest's self-signed certificate: simpleHttps does not check it
+	t.Cleanup(srv.Close)
+
+	c := newV1Client(t, ca, rsaKey(t), true)
+	c.register()
+	name := "v1-simplehttps.anvil-e2e.com"
+	authzURL, a := c.newAuthz(name)
+	ch := a.challenge(t, "simpleHttps")
+	// A path other than the token is refused before any fetch.
+	status, body, h := c.post(ch.URI, map[string]any{"resource": "challenge", "type": "simpleHttps", "path": "Hf5GrX4Q7EB"})
+	expectV1Problem(t, status, body, h, http.StatusBadRequest, "malformed")
+
+	mu.Lock()
+	files["/.well-known/acme-challenge/"+ch.Token] = ch.Token
+	mu.Unlock()
+	status, body, _ = c.post(ch.URI, map[string]any{"resource": "challenge", "type": "simpleHttps", "path": ch.Token})
+	if status != http.StatusAccepted {
+		t.Fatalf("answering simpleHttps: %d %s", status, body)
+	}
+	for i := 0; ; i++ {
+		_, body, _ := c.get(authzURL)
+		var cur v1Authz
+		json.Unmarshal(body, &cur)
+		if cur.Status == "valid" {
+			break
+		}
+		if cur.Status != "pending" || i == 100 {
+			t.Fatalf("authorization: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cert, h := c.newCert(v1CSR(t, newKey(t), name), authzURL)
+	c.verifyV1(cert, h, name)
+	if status, body, _ := c.revoke(cert); status != http.StatusOK {
+		t.Fatalf("revoke-cert: %d %s", status, body)
+	}
 }

@@ -240,9 +240,11 @@ func (s *Server) getChallenge(w http.ResponseWriter, r *http.Request) error {
 }
 
 // postChallenge is the client's answer: {"resource":"challenge",
-// "keyAuthorization":…}, with or without "type". The key authorization must
-// be the one this account's key makes for the token: a v1 client states it,
-// and a wrong one is a client error before any validation is spent on it.
+// "keyAuthorization":…}, with or without "type", or for simpleHttps
+// {"resource":"challenge","type":"simpleHttps","path":…}. The key
+// authorization must be the one this account's key makes for the token: a
+// v1 client states it, and a wrong one is a client error before any
+// validation is spent on it.
 func (s *Server) postChallenge(w http.ResponseWriter, r *http.Request) error {
 	req, err := s.verify(r)
 	if err != nil {
@@ -264,7 +266,13 @@ func (s *Server) postChallenge(w http.ResponseWriter, r *http.Request) error {
 	if body.Type != "" && body.Type != ch.Type {
 		return acme.Malformed("this is a %s challenge, not %s", ch.Type, truncate(body.Type, 32))
 	}
-	if want := ch.Token + "." + acct.KeyID; body.KeyAuthorization != want {
+	if ch.Type == acme.SimpleHTTPS {
+		// The slides let the applicant choose the file's name; Anvil keeps no
+		// per-challenge path (any node may validate), so the name is the token.
+		if body.Path != "" && body.Path != ch.Token {
+			return acme.Malformed("simpleHttps: the path must be the token %s (serve the token at /.well-known/acme-challenge/%s over HTTPS)", ch.Token, ch.Token)
+		}
+	} else if want := ch.Token + "." + acct.KeyID; body.KeyAuthorization != want {
 		return acme.Unauthorized("keyAuthorization is not the token and this account key's thumbprint")
 	}
 	ch, a, err := s.cfg.CA.RespondChallenge(r.Context(), acct, id)

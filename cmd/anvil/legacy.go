@@ -17,6 +17,9 @@ import (
 //	  enabled: true
 type legacyConfig struct {
 	Enabled bool `yaml:"enabled"`
+	// SimpleHTTPS also offers the seed's simpleHttps challenge to v1 clients.
+	// It binds no account key, so it is off unless asked for.
+	SimpleHTTPS bool `yaml:"simple_https"`
 }
 
 // withLegacy mounts the v1 front end beside the RFC 8555 one when the

@@ -137,6 +137,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		CAARecheckAfter:         cfg.ACME.CAARecheckAfter.Duration,
 		ReuseAuthorizations:     cfg.ACME.ReuseAuthorizations == nil || *cfg.ACME.ReuseAuthorizations,
 		PreAuthorization:        cfg.ACME.PreAuthorization,
+		LegacySimpleHTTPS:       cfg.Legacy.Enabled && cfg.Legacy.SimpleHTTPS,
 		ExternalAccountRequired: cfg.ACME.ExternalAccountRequired,
 		OrdersPerPage:           cfg.ACME.OrdersPerPage,
 		RateLimits: acme.RateLimits{

@@ -198,6 +198,9 @@ func (c *serveConfig) Validate() error {
 	if c.PKI.CRLValidity.Duration > 10*24*time.Hour {
 		p.Addf("pki.crl_validity", "%s is longer than the 10 days the Baseline Requirements allow a subscriber CRL", c.PKI.CRLValidity)
 	}
+	if c.Legacy.SimpleHTTPS && !c.Legacy.Enabled {
+		p.Addf("legacy.simple_https", "needs legacy.enabled: true")
+	}
 	switch c.Log.Format {
 	case "", "text", "json":
 	default:
