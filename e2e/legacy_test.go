@@ -713,3 +713,34 @@ func TestLegacySimpleHTTPS(t *testing.T) {
 		t.Fatalf("revoke-cert: %d %s", status, body)
 	}
 }
+
+// TestLegacyTermsOfService: with terms configured, the v1 directory names
+// them, new-reg without the agreement is refused with a terms-of-service
+// link, and one that agrees gets them back as its agreement.
+func TestLegacyTermsOfService(t *testing.T) {
+	const tos = "https://anvil-e2e.com/terms-v1"
+	ca := NewCA(t, withLegacy(), WithACME("terms_of_service: "+tos+"\n"))
+	c := newV1Client(t, ca, newKey(t), false)
+	if meta, _ := c.dir["meta"].(map[string]any); meta["terms-of-service"] != tos {
+		t.Fatalf("v1 directory meta %v", c.dir["meta"])
+	}
+	status, body, h := c.post(c.url("new-reg"), map[string]any{"resource": "new-reg"})
+	expectV1Problem(t, status, body, h, http.StatusBadRequest, "malformed")
+	if l := linkRel(h, "terms-of-service"); len(l) != 1 || l[0] != tos {
+		t.Fatalf("refusal without a terms-of-service link: %v", l)
+	}
+	status, body, h = c.post(c.url("new-reg"), map[string]any{"resource": "new-reg", "agreement": "https://anvil-e2e.com/old-terms"})
+	expectV1Problem(t, status, body, h, http.StatusBadRequest, "malformed")
+	status, body, h = c.post(c.url("new-reg"), map[string]any{"resource": "new-reg", "agreement": tos})
+	if status != http.StatusCreated || jsonField(t, body, "agreement") != tos {
+		t.Fatalf("new-reg with the agreement: %d %s", status, body)
+	}
+	if l := linkRel(h, "terms-of-service"); len(l) != 1 || l[0] != tos {
+		t.Fatalf("new-reg Link terms-of-service = %v", l)
+	}
+	// The key's registration exists now: without the agreement it is a 409.
+	status, _, h = c.post(c.url("new-reg"), map[string]any{"resource": "new-reg"})
+	if status != http.StatusConflict || h.Get("Location") == "" {
+		t.Fatalf("new-reg again: %d", status)
+	}
+}

@@ -134,6 +134,16 @@ func (s *Server) newReg(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkAgreement(body.Agreement); err != nil {
 		return err
 	}
+	if existing, err := s.account(r, req); err == nil {
+		return acme.Conflict(s.url(regPath+existing.ID), "this key already has a registration")
+	}
+	if tos := s.cfg.CA.TermsOfService(); tos != "" && body.Agreement == "" {
+		// Boulder let a registration exist unagreed until a later reg update;
+		// Anvil stores no account that has not agreed, so the agreement
+		// comes with new-reg. The link says where the terms are.
+		w.Header().Add("Link", link(tos, "terms-of-service"))
+		return acme.Malformed("new-reg must agree to the terms of service: send \"agreement\": %q", tos)
+	}
 	acct, created, err := s.cfg.CA.NewAccount(r.Context(), req.jwk,
 		acme.NewAccountRequest{Contact: body.Contact, TermsOfServiceAgreed: body.Agreement != ""}, remoteIP(r), s.url(newRegPath))
 	if err != nil {
