@@ -74,6 +74,9 @@ func (ca *CA) LegacyIssue(ctx context.Context, acct *storage.Account, accountKey
 	if err != nil {
 		return nil, BadCSR("CSR does not parse: %v", err)
 	}
+	if len(authzIDs) > ca.cfg.MaxIdentifiers {
+		return nil, Malformed("at most %d authorizations may be listed", ca.cfg.MaxIdentifiers)
+	}
 	for _, id := range authzIDs {
 		a, err := ca.Authorization(ctx, acct, id)
 		if err != nil {
