@@ -120,6 +120,9 @@ type Config struct {
 	SkipReuse func() bool
 	// PreAuthorization offers newAuthz (RFC 8555 7.4.1).
 	PreAuthorization bool
+	// LegacySimpleHTTPS offers the seed's simpleHttps challenge in the
+	// authorizations of the ACME v1 front end (LegacyAuthorize), and only there.
+	LegacySimpleHTTPS bool
 	// ExternalAccountRequired refuses new accounts without an External Account
 	// Binding (RFC 8555 7.3.4).
 	ExternalAccountRequired bool
@@ -245,7 +248,9 @@ func (ca *CA) TermsOfService() string { return ca.cfg.TermsOfService }
 // Profiles lists the certificate profiles.
 func (ca *CA) Profiles() []ProfileInfo { return ca.issuer.ProfileNames() }
 
-func (ca *CA) challengeEnabled(t string) bool { return slices.Contains(ca.cfg.ChallengeTypes, t) }
+func (ca *CA) challengeEnabled(t string) bool {
+	return slices.Contains(ca.cfg.ChallengeTypes, t) || (t == SimpleHTTPS && ca.cfg.LegacySimpleHTTPS)
+}
 
 func (ca *CA) now() time.Time { return ca.cfg.Now().UTC().Truncate(time.Microsecond) }
 

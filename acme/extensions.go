@@ -92,6 +92,12 @@ func (ca *CA) PreAuthorize(ctx context.Context, acct *storage.Account, ident Ide
 	if !ca.cfg.PreAuthorization {
 		return nil, Malformed("pre-authorization is not offered here")
 	}
+	return ca.preAuthorize(ctx, acct, ident)
+}
+
+// preAuthorize is PreAuthorize without the configuration check: the ACME v1
+// front end (LegacyAuthorize) has its own switch.
+func (ca *CA) preAuthorize(ctx context.Context, acct *storage.Account, ident Identifier, extraTypes ...string) (*storage.Authorization, error) {
 	checked, perr := ca.checkIdentifiers([]Identifier{ident})
 	if perr != nil {
 		return nil, perr
@@ -106,6 +112,13 @@ func (ca *CA) PreAuthorize(ctx context.Context, acct *storage.Account, ident Ide
 	authz, perr := ca.newAuthorization(acct.ID, checked[0], now)
 	if perr != nil {
 		return nil, perr
+	}
+	for _, t := range extraTypes {
+		// A token of its own: the challenge's file is the token itself, so a
+		// shared one would sit at the same path as http-01's.
+		authz.Challenges = append(authz.Challenges, &storage.Challenge{
+			ID: newID(), AuthzID: authz.ID, Type: t, Token: newToken(), Status: StatusPending, UpdatedAt: now,
+		})
 	}
 	if err := ca.store.CreateAuthorization(ctx, authz); err != nil {
 		return nil, ServerInternal(err, "storage error creating the authorization")

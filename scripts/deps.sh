@@ -22,6 +22,8 @@ if [ "$purpose" = test ]; then
     [systemd]="systemd-analyze"
     [gcc]="gcc"
     [libp11-kit-dev]="file:/usr/include/p11-kit-1/p11-kit/pkcs11.h"
+    [nodejs]="node"  # runs acme-client 1.x, a real ACME v1 client (e2e/legacy_npm_test.go)
+    [npm]="npm"
   )
 fi
 

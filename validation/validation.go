@@ -99,6 +99,11 @@ func (v *Validator) Validate(ctx context.Context, ident Identifier, typ, token, 
 			return newProblem(ProblemMalformed, nil, "tls-alpn-01 cannot validate a wildcard name; use dns-01")
 		}
 		return nilIfNoProblem(v.validateTLSALPN01(ctx, v.newAttempt(), t, keyAuthorization))
+	case ChallengeSimpleHTTPS:
+		if t.wildcard || t.isIP() {
+			return newProblem(ProblemMalformed, nil, "simpleHttps validates DNS names only, not wildcards or IP addresses")
+		}
+		return nilIfNoProblem(v.validateSimpleHTTPS(ctx, v.newAttempt(), t, token))
 	default:
 		return newProblem(ProblemMalformed, nil, "unsupported challenge type %s", quote(typ, 32))
 	}

@@ -66,6 +66,7 @@ type server struct {
 	cfg       *serveConfig
 	ca        *acme.CA
 	api       *api.Server
+	handler   http.Handler // api, with the ACME v1 front end mounted when enabled
 	tlsCert   *certHolder
 	tlsIssuer *issuance.Service
 	// devHandler, set by `anvil dev`, serves the rest of the admin listener
@@ -150,6 +151,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		ReuseAuthorizations:     cfg.ACME.ReuseAuthorizations == nil || *cfg.ACME.ReuseAuthorizations,
 		SkipReuse:               skipReuse,
 		PreAuthorization:        cfg.ACME.PreAuthorization,
+		LegacySimpleHTTPS:       cfg.Legacy.Enabled && cfg.Legacy.SimpleHTTPS,
 		ExternalAccountRequired: cfg.ACME.ExternalAccountRequired,
 		OrdersPerPage:           cfg.ACME.OrdersPerPage,
 		RateLimits: acme.RateLimits{
@@ -187,6 +189,9 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 		return nil, err
 	}
 	s.api = apiServer
+	if s.handler, err = withLegacy(cfg, ca, nonces, apiServer, logger); err != nil {
+		return nil, err
+	}
 
 	if s.tlsCert, err = s.ensureTLSCertificate(ctx, c.issuers, c.profiles); err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
@@ -267,7 +272,7 @@ func (s *server) run(ctx context.Context) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	httpSrv := &http.Server{
-		Handler:           s.api,
+		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

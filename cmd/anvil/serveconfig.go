@@ -32,6 +32,9 @@ type serveConfig struct {
 	Nonce      nonceConfig         `yaml:"nonce"`
 	Log        logConfig           `yaml:"log"`
 
+	// Legacy is the ACME v1 front end (legacy.go); off unless enabled.
+	Legacy legacyConfig `yaml:"legacy"`
+
 	// knobs are `anvil dev`'s test knobs. Unexported, so no YAML key reaches
 	// them: only runDev sets them (devknobs.go).
 	knobs devKnobs
@@ -199,6 +202,9 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.PKI.CRLValidity.Duration > 10*24*time.Hour {
 		p.Addf("pki.crl_validity", "%s is longer than the 10 days the Baseline Requirements allow a subscriber CRL", c.PKI.CRLValidity)
+	}
+	if c.Legacy.SimpleHTTPS && !c.Legacy.Enabled {
+		p.Addf("legacy.simple_https", "needs legacy.enabled: true")
 	}
 	switch c.Log.Format {
 	case "", "text", "json":
