@@ -274,9 +274,13 @@ func TestMetricsAfterACMEFlows(t *testing.T) {
 	m.atLeast(t, 1, "anvil_hsm_sign_duration_seconds_count", labels{"token": "anvil-dev-online", "key": "int-rsa"})
 	m.each(t, "anvil_hsm_up", labels{"token": "anvil-dev-online"}, "1", func(v float64) bool { return v == 1 })
 	// Database operations by name.
-	for _, op := range []string{"CreateOrder", "UpdateOrder", "ReserveSerial", "RecordLintCertificate", "RecordIssuedCertificate", "RevokeCertificate"} {
+	// (ReserveSerial writes the serial and the lint certificate together.)
+	for _, op := range []string{"CreateOrder", "UpdateOrder", "ReserveSerial", "RecordIssuedCertificate", "RevokeCertificate"} {
 		m.atLeast(t, 1, "anvil_db_operation_duration_seconds_count", labels{"operation": op})
 	}
+	// The ledger: every certificate issued above is a row with that outcome.
+	m.atLeast(t, 2, "anvil_ledger_rows", labels{"issuer": "int-ecdsa", "outcome": "issued"})
+	m.atLeast(t, 1, "anvil_ledger_rows", labels{"issuer": "int-rsa", "outcome": "issued"})
 	// CRLs of both issuers and the offline root's file CRL.
 	m.each(t, "anvil_crl_next_update_seconds", nil, "> 0", func(v float64) bool { return v > 0 })
 	m.each(t, "anvil_crl_age_seconds", labels{"source": "store"}, ">= 0 and < 1 day", func(v float64) bool { return v >= 0 && v < 86400 })
