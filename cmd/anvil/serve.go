@@ -343,12 +343,18 @@ func (s *server) housekeeping(ctx context.Context) {
 
 func (s *server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+	health := &healthCheck{every: healthEvery, check: func(ctx context.Context) error {
 		for _, t := range s.tokens {
-			if err := t.Check(r.Context()); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
+			if err := t.Check(ctx); err != nil {
+				return err
 			}
+		}
+		return nil
+	}}
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if err := health.result(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
