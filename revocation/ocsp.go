@@ -165,30 +165,9 @@ type ocspRequest struct {
 // else is an error (errMalformed, errUnknownIssuer, errUnknownSerial) for which
 // ServeOCSP has a fixed, unsigned answer.
 func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedResponse, bool, error) {
-	req, err := ocsp.ParseRequest(raw)
+	req, err := parseRequest(raw)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("%w: %v", errMalformed, err)
-	}
-	var full ocspRequest
-	if rest, err := asn1.Unmarshal(raw, &full); err != nil || len(rest) > 0 {
-		return nil, nil, false, fmt.Errorf("%w: trailing or undecodable data", errMalformed)
-	}
-	if len(full.TBSRequest.RequestList) != 1 {
-		return nil, nil, false, fmt.Errorf("%w: %d certificates in one request; RFC 5019 allows one", errMalformed, len(full.TBSRequest.RequestList))
-	}
-	// A nonce is checked for form and then ignored: echoing it would need a
-	// signature per request, which anyone could ask for at will. RFC 8954 2.1
-	// lets a responder leave it out; clients then check thisUpdate instead.
-	for _, e := range full.TBSRequest.Extensions {
-		if e.ID.Equal(oidOCSPNonce) {
-			var nonce []byte
-			if rest, err := asn1.Unmarshal(e.Value, &nonce); err != nil || len(rest) > 0 || len(nonce) == 0 || len(nonce) > 128 {
-				return nil, nil, false, fmt.Errorf("%w: bad nonce", errMalformed)
-			}
-		}
-	}
-	if req.HashAlgorithm != crypto.SHA1 && req.HashAlgorithm != crypto.SHA256 {
-		return nil, nil, false, fmt.Errorf("%w: CertID hash %v", errMalformed, req.HashAlgorithm)
+		return nil, nil, false, err
 	}
 	st := p.issuerFor(req)
 	if st == nil {
@@ -247,6 +226,38 @@ func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedRes
 	}
 	cr := v.(*cachedResponse)
 	return cr.der, cr, false, nil
+}
+
+// parseRequest reads a DER OCSP request as Anvil answers it: one CertID
+// (RFC 5019), by SHA-1 or SHA-256, nothing after the request, and a nonce, if
+// any, of 1 to 128 bytes. Any other request is errMalformed.
+func parseRequest(raw []byte) (*ocsp.Request, error) {
+	req, err := ocsp.ParseRequest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	var full ocspRequest
+	if rest, err := asn1.Unmarshal(raw, &full); err != nil || len(rest) > 0 {
+		return nil, fmt.Errorf("%w: trailing or undecodable data", errMalformed)
+	}
+	if len(full.TBSRequest.RequestList) != 1 {
+		return nil, fmt.Errorf("%w: %d certificates in one request; RFC 5019 allows one", errMalformed, len(full.TBSRequest.RequestList))
+	}
+	// A nonce is checked for form and then ignored: echoing it would need a
+	// signature per request, which anyone could ask for at will. RFC 8954 2.1
+	// lets a responder leave it out; clients then check thisUpdate instead.
+	for _, e := range full.TBSRequest.Extensions {
+		if e.ID.Equal(oidOCSPNonce) {
+			var nonce []byte
+			if rest, err := asn1.Unmarshal(e.Value, &nonce); err != nil || len(rest) > 0 || len(nonce) == 0 || len(nonce) > 128 {
+				return nil, fmt.Errorf("%w: bad nonce", errMalformed)
+			}
+		}
+	}
+	if req.HashAlgorithm != crypto.SHA1 && req.HashAlgorithm != crypto.SHA256 {
+		return nil, fmt.Errorf("%w: CertID hash %v", errMalformed, req.HashAlgorithm)
+	}
+	return req, nil
 }
 
 // evictOCSP drops cached responses past their nextUpdate: those of
