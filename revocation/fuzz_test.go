@@ -64,20 +64,46 @@ func FuzzOCSPRequest(f *testing.F) {
 
 // FuzzServeOCSP: whatever a stranger sends to the OCSP endpoint, by GET or
 // POST, against a real issuer on a SoftHSM2 token and a real SQLite store
-// holding one certificate, the answer is 200 (405 for another method) with
-// either a fixed unsigned error response or the cached response for that
-// certificate, and the HSM signs at most twice in the whole run (one
-// response per CertID hash for that one certificate).
+// holding one certificate, the answer is 200 with either a fixed unsigned
+// error response or the cached response for that certificate, and the HSM
+// signs at most twice in the whole run (one response per CertID hash for
+// that one certificate).
+//
+// Each fuzzing process makes its own issuer and certificate, so an input is
+// used either as it is (which%5 == 0) or XORed onto one of this process's
+// requests for its certificate (SHA-1 or SHA-256, with or without a nonce):
+// mutations then explore requests close to a real one.
 func FuzzServeOCSP(f *testing.F) {
 	e := newEnv(f, 1)
+	var known [][]byte
+	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		req, err := ocsp.CreateRequest(e.certs[0], e.iss.Certificate(), &ocsp.RequestOptions{Hash: h})
+		if err != nil {
+			f.Fatal(err)
+		}
+		known = append(known, req, addNonce(f, req, []byte("0123456789abcdef")))
+	}
 	for _, s := range ocspSeeds(f, e) {
-		f.Add(s, false)
-		f.Add(s, true)
+		f.Add(s, false, uint8(0))
+		f.Add(s, true, uint8(0))
+	}
+	for which := uint8(1); which <= 4; which++ {
+		f.Add([]byte(nil), which%2 == 0, which)
+		f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, false, which)
 	}
 	handler := e.pub.Handler("/ocsp")
 	base := e.tok.Stats().Signs
 	fixed := [][]byte{ocsp.MalformedRequestErrorResponse, ocsp.UnauthorizedErrorResponse}
-	f.Fuzz(func(t *testing.T, raw []byte, get bool) {
+	f.Fuzz(func(t *testing.T, data []byte, get bool, which uint8) {
+		raw := data
+		if which%5 != 0 {
+			b := known[which%5-1]
+			raw = make([]byte, max(len(b), len(data)))
+			copy(raw, b)
+			for i, x := range data {
+				raw[i] ^= x
+			}
+		}
 		var r *http.Request
 		if get {
 			r = httptest.NewRequest(http.MethodGet, "/ocsp/"+base64.StdEncoding.EncodeToString(raw), nil)
