@@ -2,13 +2,14 @@
 #   make run    SoftHSM2 token, dev hierarchy, SQLite, ACME on https://localhost:14000
 #   make test   every test (installs what it needs as root, else says what is missing)
 #   make bench  Go benchmarks of the HSM and issuance paths
+#   make fuzz   every Go fuzz target for FUZZTIME (default 60s), one after another
 
 GO       ?= go
 BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench bench-acme bench-scale run deps deps-run vet fmt clean faultmod
+.PHONY: all build test unit bench bench-acme bench-scale run deps deps-run vet fmt clean faultmod fuzz
 
 all: build
 
@@ -56,6 +57,20 @@ bench-acme: deps
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
 bench-scale: deps
 	$(GO) test -run '^$$' -bench ScaleOut -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS)
+
+# Every func FuzzXxx in a _test.go file, for FUZZTIME each, one after another:
+# go test -fuzz takes one target per run. What a target finds is written to
+# its package's testdata/fuzz/FuzzXxx/; `make test` runs those as seeds.
+# FUZZFLAGS=-parallel=1 keeps to one core.
+FUZZTIME ?= 60s
+FUZZFLAGS ?=
+fuzz: deps
+	@set -e; for f in $$(grep -l '^func Fuzz' $$(find . -name '*_test.go' -not -path './var/*' | sort)); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "== $$t $$(dirname $$f)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$(dirname $$f)/; \
+	  done; \
+	done
 
 run: deps-run build
 	@scripts/run-dev.sh

@@ -208,11 +208,26 @@ func parseFlattened(body []byte) (*flattenedJWS, error) {
 	return &jws, nil
 }
 
-// algMatchesKey refuses an algorithm the key cannot make (RFC 8555 6.2).
+// maxRSABits is the largest RSA key a JWS is verified with.
+const maxRSABits = 4096
+
+// algMatchesKey refuses an algorithm the key cannot make (RFC 8555 6.2), and
+// an RSA key too large to verify with cheaply.
 func algMatchesKey(alg string, key *jose.JSONWebKey) error {
 	ok := false
 	switch k := key.Key.(type) {
 	case *rsa.PublicKey:
+		// Before the signature is checked, and so before the nonce: an RSA
+		// verification grows with the square of the modulus, and a 64 KiB
+		// body can carry a key of about 160,000 bits, seconds of CPU for any
+		// stranger. Account keys are at most 4096 bits anyway.
+		if k.N == nil || k.N.BitLen() > maxRSABits {
+			bits := 0
+			if k.N != nil {
+				bits = k.N.BitLen()
+			}
+			return acme.BadPublicKey("RSA key of %d bits; at most %d are accepted", bits, maxRSABits)
+		}
 		ok = alg == "RS256"
 	case *ecdsa.PublicKey:
 		ok = (alg == "ES256" && k.Curve == elliptic.P256()) || (alg == "ES384" && k.Curve == elliptic.P384()) || (alg == "ES512" && k.Curve == elliptic.P521())

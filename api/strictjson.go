@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -48,7 +49,7 @@ const maxDepth = 32
 type scanner struct {
 	data  []byte
 	pos   int
-	names map[string]string // lower-cased field name -> field name
+	names map[string]string // foldKey(field name) -> field name
 }
 
 func (s *scanner) errorf(format string, a ...any) error {
@@ -115,7 +116,7 @@ func (s *scanner) object(depth int) error {
 			return fmt.Errorf("duplicate key %q", key)
 		}
 		seen[key] = true
-		if name, ok := s.names[strings.ToLower(key)]; ok && name != key {
+		if name, ok := s.names[foldKey(key)]; ok && name != key {
 			return fmt.Errorf("key %q: keys are case-sensitive (the field is %q)", key, name)
 		}
 		s.skipSpace()
@@ -181,10 +182,12 @@ func (s *scanner) str() (string, error) {
 		case c == '"':
 			s.pos++
 			raw := s.data[start:s.pos]
+			// Checked before unescaping too: encoding/json would turn bad
+			// bytes beside an escape into U+FFFD rather than refuse them.
+			if !utf8.Valid(raw) {
+				return "", s.errorf("invalid UTF-8 in a string")
+			}
 			if !escaped {
-				if !utf8.Valid(raw) {
-					return "", s.errorf("invalid UTF-8 in a string")
-				}
 				return string(raw[1 : len(raw)-1]), nil
 			}
 			var out string
@@ -253,7 +256,7 @@ func (s *scanner) number() error {
 
 var namesCache sync.Map // reflect.Type -> map[string]string
 
-// fieldNames maps the lower-cased JSON names of t's struct fields, nested
+// fieldNames maps the case-folded JSON names of t's struct fields, nested
 // structs included, to the names themselves.
 func fieldNames(t reflect.Type) map[string]string {
 	if v, ok := namesCache.Load(t); ok {
@@ -288,7 +291,25 @@ func collectNames(t reflect.Type, names map[string]string, seen map[reflect.Type
 				name = n
 			}
 		}
-		names[strings.ToLower(name)] = name
+		names[foldKey(name)] = name
 		collectNames(f.Type, names, seen)
 	}
+}
+
+// foldKey maps s to one representative of the strings equal to it under
+// Unicode simple case folding, the matching encoding/json uses for field
+// names: "Status", "STATUS" and "statu\u017f" (long s) all fold alike, as do
+// "kid" and "\u212aid" (Kelvin sign). strings.ToLower would miss the long s,
+// and a key "statu\u017f" beside "status" would be read by encoding/json as
+// a second status.
+func foldKey(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"strconv"
@@ -71,11 +72,17 @@ func ParseDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, errors.New("empty duration")
 	}
+	whole := s
 	var days time.Duration
 	if i := strings.Index(s, "d"); i >= 0 {
 		n, err := strconv.ParseUint(s[:i], 10, 32)
 		if err != nil {
 			return 0, fmt.Errorf("duration %q: bad day count", s)
+		}
+		// A time.Duration holds about 292 years; more days would wrap round
+		// to a negative or a small duration.
+		if n > uint64(math.MaxInt64/(24*time.Hour)) {
+			return 0, fmt.Errorf("duration %q is too long", s)
 		}
 		days = time.Duration(n) * 24 * time.Hour
 		s = s[i+1:]
@@ -89,6 +96,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	if d < 0 {
 		return 0, fmt.Errorf("duration %q is negative", s)
+	}
+	if d > math.MaxInt64-days {
+		return 0, fmt.Errorf("duration %q is too long", whole)
 	}
 	return days + d, nil
 }

@@ -54,7 +54,9 @@ func ParseURI(s string) (*URI, error) {
 		case "object":
 			u.Object = val
 		case "id":
-			u.ID = []byte(val)
+			if val != "" { // id= names no ID, as String prints it
+				u.ID = []byte(val)
+			}
 		case "type":
 			if val != "private" {
 				return nil, fmt.Errorf("pkcs11 uri %q: type=%s: Anvil names private keys only", s, val)
@@ -70,12 +72,19 @@ func ParseURI(s string) (*URI, error) {
 			}
 		}
 	}
+	seenQuery := map[string]bool{}
 	for _, attr := range splitNonEmpty(query, "&") {
 		name, raw, ok := strings.Cut(attr, "=")
 		if !ok {
 			return nil, fmt.Errorf("pkcs11 uri %q: query attribute %q has no value", s, attr)
 		}
-		val, err := url.QueryUnescape(raw)
+		if seenQuery[name] {
+			return nil, fmt.Errorf("pkcs11 uri %q: query attribute %s given twice", s, name)
+		}
+		seenQuery[name] = true
+		// Percent-decoding only: in RFC 7512 a "+" in the query is a plus,
+		// not a space as in an HTML form.
+		val, err := url.PathUnescape(raw)
 		if err != nil {
 			return nil, fmt.Errorf("pkcs11 uri %q: query attribute %s: %w", s, name, err)
 		}

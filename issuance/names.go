@@ -15,6 +15,14 @@ import (
 // name of three labels or more, and no IP address written as a name. Whether a
 // single-label name such as "localhost" may be certified is policy's call.
 func NormalizeDNSName(name string) (string, error) {
+	// ASCII first: strings.ToLower maps a few non-ASCII letters to ASCII ones
+	// (U+212A Kelvin sign to "k", U+0130 to "i"), which would make a name the
+	// applicant did not write. An IDN arrives as its xn-- A-label.
+	for i := 0; i < len(name); i++ {
+		if name[i] >= 0x80 {
+			return "", fmt.Errorf("%w: %q has a non-ASCII character; send an internationalized name as its xn-- A-label", ErrRejectedName, name)
+		}
+	}
 	n := strings.ToLower(name)
 	if n == "" {
 		return "", fmt.Errorf("%w: empty DNS name", ErrRejectedName)

@@ -11,3 +11,9 @@ func CachedOCSPResponses(p *Publisher) int {
 	}
 	return n
 }
+
+// ParseOCSPRequest and DecodeOCSPGET are the request parsing of ServeOCSP.
+var (
+	ParseOCSPRequest = parseRequest
+	DecodeOCSPGET    = decodeGETRequest
+)

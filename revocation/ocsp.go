@@ -19,14 +19,19 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/storage"
 )
 
-// maxOCSPRequest bounds a POSTed request: a real one is about 100 bytes.
+// maxOCSPRequest bounds a request, POSTed or in a GET path: a real one is
+// about 100 bytes.
 const maxOCSPRequest = 4 << 10
+
+// maxOCSPGETPath bounds the escaped GET path below the OCSP prefix: the
+// slash and the base64 of a maxOCSPRequest request with every character
+// percent-encoded. Longer paths are refused before anything is decoded.
+const maxOCSPGETPath = 1 + (maxOCSPRequest+2)/3*4*3
 
 var oidOCSPNonce = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}
 
@@ -41,18 +46,24 @@ type cachedResponse struct {
 	refreshAt time.Time
 }
 
-var flight singleflight.Group
-
 // ServeOCSP answers an OCSP request by GET (base64 in the path, RFC 5019) or
 // POST (application/ocsp-request). A request that does not parse gets
-// malformedRequest, one for an issuer this CA does not have gets unauthorized;
-// a serial this CA never issued is unknown.
+// malformedRequest; one for an issuer this CA does not have, or for a serial
+// this CA never issued, gets unauthorized (RFC 6960 2.3). Those answers are
+// the fixed, unsigned error responses: no request from a stranger costs an
+// HSM signature. A request nonce is ignored (RFC 8954 allows it): every
+// answer comes from the cache of pre-signed responses.
 func (p *Publisher) ServeOCSP(w http.ResponseWriter, r *http.Request, prefix string) {
 	var raw []byte
 	var err error
 	switch r.Method {
 	case http.MethodGet:
-		raw, err = decodeGETRequest(strings.TrimPrefix(r.URL.EscapedPath(), prefix))
+		path := strings.TrimPrefix(r.URL.EscapedPath(), prefix)
+		if len(path) > maxOCSPGETPath {
+			err = fmt.Errorf("GET path of %d bytes; at most %d", len(path), maxOCSPGETPath)
+		} else if raw, err = decodeGETRequest(path); err == nil && len(raw) > maxOCSPRequest {
+			err = errors.New("request too large")
+		}
 	case http.MethodPost:
 		raw, err = io.ReadAll(io.LimitReader(r.Body, maxOCSPRequest+1))
 		if err == nil && len(raw) > maxOCSPRequest {
@@ -72,7 +83,7 @@ func (p *Publisher) ServeOCSP(w http.ResponseWriter, r *http.Request, prefix str
 	case errors.Is(err, errMalformed):
 		p.ocspError(w, ocsp.MalformedRequestErrorResponse, err)
 		return
-	case errors.Is(err, errUnknownIssuer):
+	case errors.Is(err, errUnknownIssuer), errors.Is(err, errUnknownSerial):
 		p.ocspError(w, ocsp.UnauthorizedErrorResponse, err)
 		return
 	case err != nil:
@@ -128,6 +139,7 @@ func decodeGETRequest(path string) ([]byte, error) {
 var (
 	errMalformed     = errors.New("malformed OCSP request")
 	errUnknownIssuer = errors.New("OCSP request for an issuer this CA does not have")
+	errUnknownSerial = errors.New("OCSP request for a certificate this issuer did not issue")
 )
 
 // ocspRequest is the part of RFC 6960 4.1.1 Anvil reads beyond what
@@ -146,30 +158,16 @@ type ocspRequest struct {
 	Signature asn1.RawValue `asn1:"explicit,tag:0,optional"`
 }
 
-// Respond returns the response to a DER request; when it came from or went
-// into the cache, the cache entry, and whether it was a hit.
+// Respond returns the response to a DER request, the cache entry it came from
+// or went into, and whether it was a hit. It signs only for a certificate this
+// CA issued, at most once per certificate, CertID hash and status every half
+// validity period, however many ask and whatever nonces they send; anything
+// else is an error (errMalformed, errUnknownIssuer, errUnknownSerial) for which
+// ServeOCSP has a fixed, unsigned answer.
 func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedResponse, bool, error) {
-	req, err := ocsp.ParseRequest(raw)
+	req, err := parseRequest(raw)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("%w: %v", errMalformed, err)
-	}
-	var full ocspRequest
-	if rest, err := asn1.Unmarshal(raw, &full); err != nil || len(rest) > 0 {
-		return nil, nil, false, fmt.Errorf("%w: trailing or undecodable data", errMalformed)
-	}
-	if len(full.TBSRequest.RequestList) != 1 {
-		return nil, nil, false, fmt.Errorf("%w: %d certificates in one request; RFC 5019 allows one", errMalformed, len(full.TBSRequest.RequestList))
-	}
-	var nonce []byte
-	for _, e := range full.TBSRequest.Extensions {
-		if e.ID.Equal(oidOCSPNonce) {
-			if _, err := asn1.Unmarshal(e.Value, &nonce); err != nil || len(nonce) == 0 || len(nonce) > 128 {
-				return nil, nil, false, fmt.Errorf("%w: bad nonce", errMalformed)
-			}
-		}
-	}
-	if req.HashAlgorithm != crypto.SHA1 && req.HashAlgorithm != crypto.SHA256 {
-		return nil, nil, false, fmt.Errorf("%w: CertID hash %v", errMalformed, req.HashAlgorithm)
+		return nil, nil, false, err
 	}
 	st := p.issuerFor(req)
 	if st == nil {
@@ -179,17 +177,12 @@ func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedRes
 	if err != nil {
 		return nil, nil, false, err
 	}
-	entry.CertIDHash = req.HashAlgorithm
-	if len(nonce) > 0 {
-		// A nonce makes the response unique: signed fresh, never cached.
-		entry.Nonce = nonce
-		der, err := st.ocsp.Sign(ctx, entry)
-		if err != nil {
-			return nil, nil, false, err
-		}
-		p.metrics.OCSPSignatures.Add(1)
-		return der, nil, false, nil
+	if entry.Status == issuance.OCSPUnknown {
+		// Not signed: a signed "unknown" for every number anyone cares to
+		// send would be HSM work on demand.
+		return nil, nil, false, fmt.Errorf("%w: serial %x", errUnknownSerial, req.SerialNumber)
 	}
+	entry.CertIDHash = req.HashAlgorithm
 	key := fmt.Sprintf("%x/%d", req.SerialNumber, req.HashAlgorithm)
 	cachedFor := func() *cachedResponse {
 		if c, ok := st.responses.Load(key); ok {
@@ -207,24 +200,25 @@ func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedRes
 	// status is in the flight's key: a request that has read "revoked" must
 	// not be handed the "good" response of a flight started just before.
 	flightKey := fmt.Sprintf("%s/%s/%d/%d", st.iss.Name(), key, entry.Status, entry.RevokedAt.UnixNano())
-	v, err, _ := flight.Do(flightKey, func() (any, error) {
+	v, err, _ := p.flight.Do(flightKey, func() (any, error) {
 		// A flight for this response may have ended between the look above
 		// and this one starting: its response is in the cache now.
 		if cr := cachedFor(); cr != nil {
 			return cr, nil
 		}
-		der, err := st.ocsp.Sign(ctx, entry)
+		// The signature serves every request waiting on the flight: the
+		// first one's client hanging up must not fail the others (the
+		// token's own deadline bounds the call).
+		der, err := st.ocsp.Sign(context.WithoutCancel(ctx), entry)
 		if err != nil {
 			return nil, err
 		}
 		p.metrics.OCSPSignatures.Add(1)
 		cr := &cachedResponse{der: der, status: entry.Status, revokedAt: entry.RevokedAt, thisUpd: entry.ThisUpdate,
 			nextUpd: entry.NextUpdate, refreshAt: entry.ThisUpdate.Add(entry.NextUpdate.Sub(entry.ThisUpdate) / 2)}
-		if entry.Status != issuance.OCSPUnknown {
-			// Not for serials this CA never issued: anyone can ask about
-			// any number of those, and the cache would grow without end.
-			st.responses.Store(key, cr)
-		}
+		// Only certificates this CA issued get here, so the cache holds at
+		// most two responses (SHA-1 and SHA-256 CertIDs) per certificate.
+		st.responses.Store(key, cr)
 		return cr, nil
 	})
 	if err != nil {
@@ -232,6 +226,38 @@ func (p *Publisher) Respond(ctx context.Context, raw []byte) ([]byte, *cachedRes
 	}
 	cr := v.(*cachedResponse)
 	return cr.der, cr, false, nil
+}
+
+// parseRequest reads a DER OCSP request as Anvil answers it: one CertID
+// (RFC 5019), by SHA-1 or SHA-256, nothing after the request, and a nonce, if
+// any, of 1 to 128 bytes. Any other request is errMalformed.
+func parseRequest(raw []byte) (*ocsp.Request, error) {
+	req, err := ocsp.ParseRequest(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	var full ocspRequest
+	if rest, err := asn1.Unmarshal(raw, &full); err != nil || len(rest) > 0 {
+		return nil, fmt.Errorf("%w: trailing or undecodable data", errMalformed)
+	}
+	if len(full.TBSRequest.RequestList) != 1 {
+		return nil, fmt.Errorf("%w: %d certificates in one request; RFC 5019 allows one", errMalformed, len(full.TBSRequest.RequestList))
+	}
+	// A nonce is checked for form and then ignored: echoing it would need a
+	// signature per request, which anyone could ask for at will. RFC 8954 2.1
+	// lets a responder leave it out; clients then check thisUpdate instead.
+	for _, e := range full.TBSRequest.Extensions {
+		if e.ID.Equal(oidOCSPNonce) {
+			var nonce []byte
+			if rest, err := asn1.Unmarshal(e.Value, &nonce); err != nil || len(rest) > 0 || len(nonce) == 0 || len(nonce) > 128 {
+				return nil, fmt.Errorf("%w: bad nonce", errMalformed)
+			}
+		}
+	}
+	if req.HashAlgorithm != crypto.SHA1 && req.HashAlgorithm != crypto.SHA256 {
+		return nil, fmt.Errorf("%w: CertID hash %v", errMalformed, req.HashAlgorithm)
+	}
+	return req, nil
 }
 
 // evictOCSP drops cached responses past their nextUpdate: those of

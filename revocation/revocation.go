@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/anvil-pki/anvil/audit"
+	"golang.org/x/sync/singleflight"
+
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/storage"
 )
@@ -90,16 +92,17 @@ type Publisher struct {
 	log     *slog.Logger
 	files   map[string]file // URL path -> static file (CA certificates, offline CRLs)
 	wake    chan struct{}
+	flight  singleflight.Group // one OCSP signature per response, however many ask at once
 
 	metrics Metrics
 }
 
 // Metrics counts what the publisher did, for /metrics and tests.
 type Metrics struct {
-	OCSPRequests   atomic.Int64 // requests answered with a signed response
+	OCSPRequests   atomic.Int64 // requests answered with a signed response (good or revoked)
 	OCSPCacheHits  atomic.Int64 // of those, answered from the cache
 	OCSPSignatures atomic.Int64 // OCSP responses signed in the HSM
-	OCSPErrors     atomic.Int64 // malformed, unauthorized or failed requests
+	OCSPErrors     atomic.Int64 // malformed, unauthorized (unknown issuer or serial) or failed requests
 	CRLsPublished  atomic.Int64 // CRLs signed and stored by this node
 }
 

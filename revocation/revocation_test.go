@@ -135,12 +135,29 @@ func TestOCSPStatuses(t *testing.T) {
 			t.Fatalf("revoked (%v): status %d reason %d", h, r.Status, r.RevocationReason)
 		}
 	}
-	// A serial this CA never issued, under its own issuer, is unknown.
+	// A serial this CA never issued, under its own issuer: the unsigned
+	// unauthorized response (RFC 6960 2.3), not a signed "unknown".
 	fake := *good
 	fake.SerialNumber = big17()
-	if r := e.query(t, &fake, nil); r.Status != ocsp.Unknown {
-		t.Fatalf("unknown serial: %d", r.Status)
+	if got := e.post(t, mustRequest(t, &fake, e.iss.Certificate())); !bytes.Equal(got, ocsp.UnauthorizedErrorResponse) {
+		t.Fatalf("unknown serial: got %x, want unauthorized", got)
 	}
+}
+
+// post sends a DER OCSP request by POST and returns the body of the answer,
+// which is always 200 application/ocsp-response.
+func (e *env) post(t testing.TB, body []byte) []byte {
+	t.Helper()
+	resp, err := http.Post(e.srv.URL+"/ocsp", "application/ocsp-request", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/ocsp-response" {
+		t.Fatalf("status %d type %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return b
 }
 
 func big17() *big.Int { return new(big.Int).SetBytes(bytes.Repeat([]byte{0x42}, 17)) }
@@ -198,30 +215,60 @@ func mustRequest(t testing.TB, c, issuer *x509.Certificate) []byte {
 	return b
 }
 
-// A request with a nonce gets it back, in a response signed for it alone.
-func TestOCSPNonce(t *testing.T) {
+// A request with a nonce is answered from the cache like any other (RFC 8954
+// lets a responder ignore the nonce): many requests for one certificate, each
+// with its own nonce and all at once, cost one HSM signature, and every one
+// gets the same pre-signed response, without a nonce.
+func TestOCSPNonceIsIgnored(t *testing.T) {
 	e := newEnv(t, 1)
 	plain := mustRequest(t, e.certs[0], e.iss.Certificate())
-	withNonce := addNonce(t, plain, []byte("0123456789abcdef"))
-	resp, err := http.Post(e.srv.URL+"/ocsp", "application/ocsp-request", bytes.NewReader(withNonce))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	r, err := ocsp.ParseResponseForCert(body, e.certs[0], e.iss.Certificate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(r.TBSResponseData, []byte("0123456789abcdef")) {
-		t.Fatal("the nonce is not in the response")
-	}
 	before := e.tok.Stats().Signs
-	for i := 0; i < 3; i++ {
-		http.Post(e.srv.URL+"/ocsp", "application/ocsp-request", bytes.NewReader(withNonce))
+	const n = 200
+	bodies := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nonce := make([]byte, 16)
+			rand.Read(nonce)
+			req := addNonce(t, plain, nonce)
+			resp, err := http.Post(e.srv.URL+"/ocsp", "application/ocsp-request", bytes.NewReader(req))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			bodies[i], _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if bytes.Contains(bodies[i], nonce) {
+				t.Errorf("request %d: its nonce is echoed", i)
+			}
+		}()
 	}
-	if n := e.tok.Stats().Signs - before; n != 3 {
-		t.Fatalf("%d signatures for 3 nonce requests, want 3 (never cached)", n)
+	wg.Wait()
+	if signs := e.tok.Stats().Signs - before; signs != 1 {
+		t.Fatalf("%d HSM signatures for %d requests with nonces for one certificate, want 1", signs, n)
+	}
+	r, err := ocsp.ParseResponseForCert(bodies[0], e.certs[0], e.iss.Certificate())
+	if err != nil || r.Status != ocsp.Good {
+		t.Fatalf("response: %v", err)
+	}
+	for _, ext := range r.Extensions {
+		if ext.Id.Equal(asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}) {
+			t.Fatal("the response carries a nonce extension")
+		}
+	}
+	for i, b := range bodies {
+		if !bytes.Equal(b, bodies[0]) {
+			t.Fatalf("response %d differs from response 0: not the one cached response", i)
+		}
+	}
+	// The request without a nonce gets the very same bytes.
+	if got := e.post(t, plain); !bytes.Equal(got, bodies[0]) {
+		t.Fatal("a request without a nonce got another response")
+	}
+	if signs := e.tok.Stats().Signs - before; signs != 1 {
+		t.Fatalf("%d HSM signatures, want 1", signs)
 	}
 }
 
@@ -456,7 +503,9 @@ func TestOCSPCacheIsBounded(t *testing.T) {
 	stranger := &x509.Certificate{SerialNumber: big.NewInt(0x5eed), RawIssuer: e.certs[0].RawIssuer}
 	for range 2 {
 		e.query(t, e.certs[0], nil)
-		e.query(t, stranger, nil)
+		if got := e.post(t, mustRequest(t, stranger, e.iss.Certificate())); !bytes.Equal(got, ocsp.UnauthorizedErrorResponse) {
+			t.Fatalf("stranger: got %x, want unauthorized", got)
+		}
 	}
 	if n := revocation.CachedOCSPResponses(e.pub); n != 1 {
 		t.Fatalf("%d cached responses after asking about one certificate and one stranger, want 1", n)

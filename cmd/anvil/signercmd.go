@@ -102,7 +102,9 @@ func runSigner(args []string) error {
 		if ocspPath == "" {
 			ocspPath = "/ocsp"
 		}
-		pki := &http.Server{Handler: pkiHandler(c.publisher, ocspPath, c.metrics), ReadHeaderTimeout: 10 * time.Second}
+		// The same bounds as serve's PKI listener: a stranger trickling a body
+		// must not hold a connection open for ever.
+		pki := &http.Server{Handler: pkiHandler(c.publisher, ocspPath, c.metrics), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 		servers = append(servers, pki)
 		go func() { errc <- pki.Serve(pln) }()
 	}
