@@ -45,8 +45,9 @@ type Config struct {
 	// BaseURL is the scheme and authority clients use ("https://acme.example.com");
 	// every JWS url is checked against it.
 	BaseURL string
-	CA      *acme.CA
-	Nonces  NonceSource
+	// CA is the protocol core every request is handed to.
+	CA     Authority
+	Nonces NonceSource
 	// MaxBodyBytes bounds a request body (default 64 KiB).
 	MaxBodyBytes int64
 	// Directory meta (RFC 8555 7.1.1).

@@ -53,7 +53,8 @@ const (
 type Config struct {
 	// BaseURL is the scheme and authority clients use, as for package api.
 	BaseURL string
-	CA      *acme.CA
+	// CA is the protocol core, the same one package api serves.
+	CA Authority
 	// Nonces is the nonce service of the RFC 8555 front end: one service, so
 	// a nonce is redeemed once whichever API it is spent on.
 	Nonces api.NonceSource
