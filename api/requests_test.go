@@ -14,7 +14,7 @@ import (
 // tests send: every one is refused before it.
 func testServer(t *testing.T) *Server {
 	t.Helper()
-	s, err := New(Config{BaseURL: "https://acme.test", CA: &acme.CA{}, Nonces: NewLocalNonces(0)})
+	s, err := New(Config{BaseURL: "https://acme.test", CA: &fakeAuthority{}, Nonces: NewLocalNonces(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
