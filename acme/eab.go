@@ -34,7 +34,7 @@ type eabHeader struct {
 // verifyEAB checks an externalAccountBinding and returns the key it names: an
 // HS256/384/512 MAC by a known, unrevoked, unbound key, over exactly the
 // account key, for the newAccount URL.
-func (ca *CA) verifyEAB(ctx context.Context, raw json.RawMessage, accountKey *jose.JSONWebKey, newAccountURL string) (*storage.EABKey, error) {
+func (ca *Core) verifyEAB(ctx context.Context, raw json.RawMessage, accountKey *jose.JSONWebKey, newAccountURL string) (*storage.EABKey, error) {
 	var j eabJWS
 	if err := json.Unmarshal(raw, &j); err != nil {
 		return nil, Malformed("externalAccountBinding is not a flattened JWS: %v", err)
@@ -107,7 +107,7 @@ func (ca *CA) verifyEAB(ctx context.Context, raw json.RawMessage, accountKey *jo
 
 // checkEABPolicy applies the allowed name suffixes of the account's external
 // account key, if it has one and the key has any.
-func (ca *CA) checkEABPolicy(ctx context.Context, acct *storage.Account, idents []checkedIdent) error {
+func (ca *Core) checkEABPolicy(ctx context.Context, acct *storage.Account, idents []checkedIdent) error {
 	if acct.EABKeyID == "" {
 		return nil
 	}

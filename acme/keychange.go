@@ -15,7 +15,7 @@ import (
 // outer JWS (signed by the current key, with kid) and the inner one (signed by
 // newKey, carried in its jwk, with the same url and no nonce); this checks what
 // the inner payload says: that it names this account and its current key.
-func (ca *CA) KeyChange(ctx context.Context, acct *storage.Account, currentKey, newKey *jose.JSONWebKey, payloadAccount string, payloadOldKey json.RawMessage) (*storage.Account, error) {
+func (ca *Core) KeyChange(ctx context.Context, acct *storage.Account, currentKey, newKey *jose.JSONWebKey, payloadAccount string, payloadOldKey json.RawMessage) (*storage.Account, error) {
 	if payloadAccount != ca.cfg.AccountURL(acct.ID) {
 		return nil, Malformed("the inner payload's account %q is not the account signing the request", payloadAccount)
 	}

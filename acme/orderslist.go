@@ -9,7 +9,7 @@ import (
 
 // ListOrders pages through an account's orders, newest first (RFC 8555
 // 7.1.2.1).
-func (ca *CA) ListOrders(ctx context.Context, acct *storage.Account, cursor string) ([]string, string, error) {
+func (ca *Core) ListOrders(ctx context.Context, acct *storage.Account, cursor string) ([]string, string, error) {
 	ids, next, err := ca.store.ListOrderIDs(ctx, acct.ID, cursor, ca.cfg.OrdersPerPage)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {

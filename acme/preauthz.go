@@ -8,7 +8,7 @@ import (
 
 // PreAuthorize creates a pending authorization for one identifier outside an
 // order (RFC 8555 7.4.1), where the configuration allows it.
-func (ca *CA) PreAuthorize(ctx context.Context, acct *storage.Account, ident Identifier) (*storage.Authorization, error) {
+func (ca *Core) PreAuthorize(ctx context.Context, acct *storage.Account, ident Identifier) (*storage.Authorization, error) {
 	if !ca.cfg.PreAuthorization {
 		return nil, Malformed("pre-authorization is not offered here")
 	}
@@ -17,7 +17,7 @@ func (ca *CA) PreAuthorize(ctx context.Context, acct *storage.Account, ident Ide
 
 // preAuthorize is PreAuthorize without the configuration check: the ACME v1
 // front end (LegacyAuthorize) has its own switch.
-func (ca *CA) preAuthorize(ctx context.Context, acct *storage.Account, ident Identifier, extraTypes ...string) (*storage.Authorization, error) {
+func (ca *Core) preAuthorize(ctx context.Context, acct *storage.Account, ident Identifier, extraTypes ...string) (*storage.Authorization, error) {
 	checked, perr := ca.checkIdentifiers([]Identifier{ident})
 	if perr != nil {
 		return nil, perr

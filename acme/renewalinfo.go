@@ -35,7 +35,7 @@ func serialContent(n *big.Int) []byte {
 }
 
 // lookupCertID finds the certificate an RFC 9773 identifier names.
-func (ca *CA) lookupCertID(ctx context.Context, certID string) (*storage.Certificate, *x509.Certificate, error) {
+func (ca *Core) lookupCertID(ctx context.Context, certID string) (*storage.Certificate, *x509.Certificate, error) {
 	akiPart, serialPart, ok := strings.Cut(certID, ".")
 	aki, err1 := base64.RawURLEncoding.DecodeString(akiPart)
 	serialBytes, err2 := base64.RawURLEncoding.DecodeString(serialPart)
@@ -60,7 +60,7 @@ func (ca *CA) lookupCertID(ctx context.Context, certID string) (*storage.Certifi
 // RenewalInfo suggests when to renew: in the window from two thirds to five
 // sixths of the certificate's life, or at once (a window already open) if it
 // has been revoked.
-func (ca *CA) RenewalInfo(ctx context.Context, certID string) (*RenewalInfo, error) {
+func (ca *Core) RenewalInfo(ctx context.Context, certID string) (*RenewalInfo, error) {
 	rec, cert, err := ca.lookupCertID(ctx, certID)
 	if err != nil {
 		return nil, err
@@ -81,7 +81,7 @@ func (ca *CA) RenewalInfo(ctx context.Context, certID string) (*RenewalInfo, err
 // checkReplaces checks the replaces field of a new order (RFC 9773 5): the
 // certificate exists, was issued to this account, shares a name with the
 // order, and has not been replaced by another order already.
-func (ca *CA) checkReplaces(ctx context.Context, acct *storage.Account, certID string, idents []checkedIdent) error {
+func (ca *Core) checkReplaces(ctx context.Context, acct *storage.Account, certID string, idents []checkedIdent) error {
 	rec, cert, err := ca.lookupCertID(ctx, certID)
 	if err != nil {
 		var p *Problem

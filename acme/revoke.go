@@ -32,7 +32,7 @@ type RevokeRequest struct {
 // Revoke revokes a certificate if the requester may: the account it was issued
 // to, an account that holds valid authorizations for every name in it, or
 // whoever holds its private key.
-func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) error {
+func (ca *Core) Revoke(ctx context.Context, req RevokeRequest) error {
 	cert, err := x509.ParseCertificate(req.CertDER)
 	if err != nil {
 		return Malformed("certificate does not parse: %v", err)
@@ -73,7 +73,7 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) error {
 }
 
 // revocationAuthority says who may revoke, or refuses.
-func (ca *CA) revocationAuthority(ctx context.Context, req RevokeRequest, cert *x509.Certificate, rec *storage.Certificate) (string, error) {
+func (ca *Core) revocationAuthority(ctx context.Context, req RevokeRequest, cert *x509.Certificate, rec *storage.Certificate) (string, error) {
 	if req.Account == nil {
 		if req.JWK == nil {
 			return "", Unauthorized("a revocation must be signed by an account or by the certificate's key")

@@ -202,7 +202,7 @@ func (s *Server) lookupKey(ctx context.Context, h *protectedHeader) (*signedRequ
 		if !ok || id == "" || strings.Contains(id, "/") {
 			return nil, nil, acme.AccountDoesNotExist("kid %q is not an account URL of this server", truncate(h.KID, 200))
 		}
-		acct, akey, err := s.cfg.CA.Account(ctx, id)
+		acct, akey, err := s.cfg.Core.Account(ctx, id)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -29,17 +29,17 @@ import (
 
 const jwsTestBase = "https://acme.test"
 
-// fakeAuthority is the core as the JWS checks see it: accounts by ID. Any
+// fakeCore is the core as the JWS checks see it: accounts by ID. Any
 // other call panics (the nil embedded interface), so a test that reaches the
 // core where it should not fails loudly.
-type fakeAuthority struct {
-	Authority
+type fakeCore struct {
+	Core
 	accounts map[string]*jose.JSONWebKey
 	err      error // returned by Account when set
 	calls    int
 }
 
-func (f *fakeAuthority) Account(_ context.Context, id string) (*storage.Account, *jose.JSONWebKey, error) {
+func (f *fakeCore) Account(_ context.Context, id string) (*storage.Account, *jose.JSONWebKey, error) {
 	f.calls++
 	if f.err != nil {
 		return nil, nil, f.err
@@ -51,12 +51,12 @@ func (f *fakeAuthority) Account(_ context.Context, id string) (*storage.Account,
 	return &storage.Account{ID: id}, key, nil
 }
 
-func jwsTestServer(t *testing.T, core *fakeAuthority) *Server {
+func jwsTestServer(t *testing.T, core *fakeCore) *Server {
 	t.Helper()
 	if core == nil {
-		core = &fakeAuthority{}
+		core = &fakeCore{}
 	}
-	s, err := New(Config{BaseURL: jwsTestBase, CA: core, Nonces: NewLocalNonces(0), MaxBodyBytes: 1024})
+	s, err := New(Config{BaseURL: jwsTestBase, Core: core, Nonces: NewLocalNonces(0), MaxBodyBytes: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestValidPOSTURL(t *testing.T) {
 
 // lookupKey: the key that must have signed, from the jwk or the account.
 func TestLookupKey(t *testing.T) {
-	core := &fakeAuthority{accounts: map[string]*jose.JSONWebKey{
+	core := &fakeCore{accounts: map[string]*jose.JSONWebKey{
 		"p256": {Key: keyP256.Public()},
 		"ed":   {Key: keyEd25519.Public()},
 	}}
@@ -432,7 +432,7 @@ func TestValidNonce(t *testing.T) {
 // payload and key, and the nonce is spent only by a request that passed every
 // other check, so a client can fix its request and retry with the same nonce.
 func TestVerifyPOST(t *testing.T) {
-	core := &fakeAuthority{accounts: map[string]*jose.JSONWebKey{"a1": {Key: keyP256.Public()}}}
+	core := &fakeCore{accounts: map[string]*jose.JSONWebKey{"a1": {Key: keyP256.Public()}}}
 	s := jwsTestServer(t, core)
 	url := jwsTestBase + "/acme/new-order"
 	kid := jwsTestBase + "/acme/acct/a1"

@@ -69,7 +69,7 @@ func (s *Server) keyChange(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeStrict(payload, &body); err != nil {
 		return acme.Malformed("inner payload: %v", err)
 	}
-	acct, err := s.cfg.CA.KeyChange(r.Context(), req.account, req.accountKey, newKey, body.Account, body.OldKey)
+	acct, err := s.cfg.Core.KeyChange(r.Context(), req.account, req.accountKey, newKey, body.Account, body.OldKey)
 	if err != nil {
 		return err
 	}

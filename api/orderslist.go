@@ -20,7 +20,7 @@ func (s *Server) accountOrders(w http.ResponseWriter, r *http.Request) error {
 	if mux.Vars(r)["id"] != req.account.ID {
 		return acme.Unauthorized("the orders of another account")
 	}
-	ids, next, err := s.cfg.CA.ListOrders(r.Context(), req.account, r.URL.Query().Get("cursor"))
+	ids, next, err := s.cfg.Core.ListOrders(r.Context(), req.account, r.URL.Query().Get("cursor"))
 	if err != nil {
 		return err
 	}

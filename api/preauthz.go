@@ -18,7 +18,7 @@ func (s *Server) newAuthz(w http.ResponseWriter, r *http.Request) error {
 	if err := req.decodePayload(&body); err != nil {
 		return err
 	}
-	a, err := s.cfg.CA.PreAuthorize(r.Context(), req.account, body.Identifier)
+	a, err := s.cfg.Core.PreAuthorize(r.Context(), req.account, body.Identifier)
 	if err != nil {
 		return err
 	}

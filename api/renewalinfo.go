@@ -9,7 +9,7 @@ import (
 // renewalInfo answers RFC 9773's GET: when to renew a certificate.
 func (s *Server) renewalInfo(w http.ResponseWriter, r *http.Request) error {
 	id := strings.TrimPrefix(r.URL.Path, renewalInfoPath)
-	info, err := s.cfg.CA.RenewalInfo(r.Context(), id)
+	info, err := s.cfg.Core.RenewalInfo(r.Context(), id)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || len(der) == 0 {
 		return acme.Malformed("certificate must be the base64url (unpadded) DER of the certificate")
 	}
-	if err := s.cfg.CA.Revoke(r.Context(), acme.RevokeRequest{CertDER: der, Reason: body.Reason, Account: req.account, JWK: req.jwk}); err != nil {
+	if err := s.cfg.Core.Revoke(r.Context(), acme.RevokeRequest{CertDER: der, Reason: body.Reason, Account: req.account, JWK: req.jwk}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)

@@ -9,11 +9,11 @@ import (
 	"github.com/anvil-pki/anvil/storage"
 )
 
-// Authority is what the v1 front end needs of the protocol core, *acme.CA
+// Core is what the v1 front end needs of the protocol core, *acme.Core
 // in production: the same core as package api's, seen through the calls ACME
 // v1 makes. It is declared here, where it is used, so that what this front end
 // may ask of the core is written down in one place.
-type Authority interface {
+type Core interface {
 	TermsOfService() string
 	AccountByKeyID(ctx context.Context, keyID string) (*storage.Account, error)
 	NewAccount(ctx context.Context, key *jose.JSONWebKey, req acme.NewAccountRequest, remoteIP, newAccountURL string) (*storage.Account, bool, error)
@@ -30,4 +30,4 @@ type Authority interface {
 	Revoke(ctx context.Context, req acme.RevokeRequest) error
 }
 
-var _ Authority = (*acme.CA)(nil)
+var _ Core = (*acme.Core)(nil)

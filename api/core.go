@@ -10,11 +10,11 @@ import (
 	"github.com/anvil-pki/anvil/storage"
 )
 
-// Authority is what this front end needs of the protocol core, *acme.CA in
+// Core is what this front end needs of the protocol core, *acme.Core in
 // production. It is declared here, where it is used, so that the JWS checks
 // and handlers can be tested with a fake core, and so that what the HTTP layer
 // may ask of the core is written down in one place.
-type Authority interface {
+type Core interface {
 	AccountLookup
 
 	TermsOfService() string
@@ -46,4 +46,4 @@ type AccountLookup interface {
 	Account(ctx context.Context, id string) (*storage.Account, *jose.JSONWebKey, error)
 }
 
-var _ Authority = (*acme.CA)(nil)
+var _ Core = (*acme.Core)(nil)
