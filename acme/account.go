@@ -46,7 +46,7 @@ const maxContacts = 10
 // creates it. created says which happened (201 or 200).
 // newAccountURL is where the request was sent, which an External Account
 // Binding must name.
-func (ca *CA) NewAccount(ctx context.Context, key *jose.JSONWebKey, req NewAccountRequest, remoteIP, newAccountURL string) (*storage.Account, bool, error) {
+func (ca *Core) NewAccount(ctx context.Context, key *jose.JSONWebKey, req NewAccountRequest, remoteIP, newAccountURL string) (*storage.Account, bool, error) {
 	keyID, err := KeyID(key)
 	if err != nil {
 		return nil, false, BadPublicKey("cannot compute the key's thumbprint: %v", err)
@@ -130,7 +130,7 @@ func (ca *CA) NewAccount(ctx context.Context, key *jose.JSONWebKey, req NewAccou
 }
 
 // AccountByKeyID returns the account of a key, for JWS with jwk.
-func (ca *CA) AccountByKeyID(ctx context.Context, keyID string) (*storage.Account, error) {
+func (ca *Core) AccountByKeyID(ctx context.Context, keyID string) (*storage.Account, error) {
 	a, err := ca.store.GetAccountByKeyID(ctx, keyID)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -143,7 +143,7 @@ func (ca *CA) AccountByKeyID(ctx context.Context, keyID string) (*storage.Accoun
 
 // Account returns an account by ID, for JWS with kid. A deactivated account
 // is refused: RFC 8555 7.3.6 says every later request from it is unauthorized.
-func (ca *CA) Account(ctx context.Context, id string) (*storage.Account, *jose.JSONWebKey, error) {
+func (ca *Core) Account(ctx context.Context, id string) (*storage.Account, *jose.JSONWebKey, error) {
 	a, err := ca.store.GetAccount(ctx, id)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -201,7 +201,7 @@ type UpdateAccountRequest struct {
 
 // UpdateAccount changes contacts, or deactivates the account (RFC 8555 7.3.2,
 // 7.3.6). An empty request returns the account unchanged.
-func (ca *CA) UpdateAccount(ctx context.Context, acct *storage.Account, req UpdateAccountRequest) (*storage.Account, error) {
+func (ca *Core) UpdateAccount(ctx context.Context, acct *storage.Account, req UpdateAccountRequest) (*storage.Account, error) {
 	updated := *acct
 	switch req.Status {
 	case "":

@@ -57,7 +57,7 @@ func (f *fakeValidator) CheckCAA(context.Context, string, bool, string, string) 
 }
 
 type env struct {
-	ca    *acme.CA
+	ca    *acme.Core
 	store storage.Store
 	val   *fakeValidator
 	acct  *storage.Account

@@ -12,7 +12,7 @@ import (
 )
 
 // Challenge returns a challenge and its authorization, checking ownership.
-func (ca *CA) Challenge(ctx context.Context, acct *storage.Account, id string) (*storage.Challenge, *storage.Authorization, error) {
+func (ca *Core) Challenge(ctx context.Context, acct *storage.Account, id string) (*storage.Challenge, *storage.Authorization, error) {
 	ch, err := ca.store.GetChallenge(ctx, id)
 	if err != nil {
 		return nil, nil, storeErr(err, "challenge")
@@ -30,7 +30,7 @@ func (ca *CA) Challenge(ctx context.Context, acct *storage.Account, id string) (
 // that clients need not poll. A challenge that is processing or valid is
 // returned as it is, which makes the request idempotent; one that is invalid,
 // or under an authorization that is, is refused.
-func (ca *CA) RespondChallenge(ctx context.Context, acct *storage.Account, id string) (*storage.Challenge, *storage.Authorization, error) {
+func (ca *Core) RespondChallenge(ctx context.Context, acct *storage.Account, id string) (*storage.Challenge, *storage.Authorization, error) {
 	ch, authz, err := ca.Challenge(ctx, acct, id)
 	if err != nil {
 		return nil, nil, err
@@ -91,7 +91,7 @@ type validationResult struct {
 // startValidation validates a challenge this node holds the lease of, in the
 // background. authz and acct may be nil (a claimed retry); they are read then.
 // The returned channel receives the recorded outcome.
-func (ca *CA) startValidation(ch *storage.Challenge, authz *storage.Authorization, acct *storage.Account) <-chan validationResult {
+func (ca *Core) startValidation(ch *storage.Challenge, authz *storage.Authorization, acct *storage.Account) <-chan validationResult {
 	done := make(chan validationResult, 1)
 	chCopy := *ch
 	ca.wg.Add(1)
@@ -112,7 +112,7 @@ func (ca *CA) startValidation(ch *storage.Challenge, authz *storage.Authorizatio
 
 // validate makes one validation attempt and records its outcome: valid, a retry
 // later, or invalid.
-func (ca *CA) validate(ctx context.Context, ch *storage.Challenge, authz *storage.Authorization, acct *storage.Account) validationResult {
+func (ca *Core) validate(ctx context.Context, ch *storage.Challenge, authz *storage.Authorization, acct *storage.Account) validationResult {
 	var err error
 	if authz == nil {
 		if authz, err = ca.store.GetAuthorization(ctx, ch.AuthzID); err != nil {
@@ -212,7 +212,7 @@ func validationEvent(acct *storage.Account, authz *storage.Authorization, ch *st
 // authorization moved on meanwhile (deactivated, expired) the challenge is
 // still recorded alone, so that no node claims it again; the conflict is
 // returned and the caller reads what is stored.
-func (ca *CA) recordOutcome(ctx context.Context, ch *storage.Challenge, authz *storage.Authorization) error {
+func (ca *Core) recordOutcome(ctx context.Context, ch *storage.Challenge, authz *storage.Authorization) error {
 	err := ca.store.RecordValidation(ctx, ch, StatusProcessing, authz, StatusPending)
 	if !errors.Is(err, storage.ErrConflict) {
 		return err

@@ -27,7 +27,7 @@ import (
 // CSR leaves the order ready; then the order moves ready -> processing in one
 // conditional update, which exactly one of any number of concurrent finalizes
 // wins. The issuance service checks the CSR again on its own.
-func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *jose.JSONWebKey, orderID string, csrDER []byte) (*storage.Order, error) {
+func (ca *Core) Finalize(ctx context.Context, acct *storage.Account, accountKey *jose.JSONWebKey, orderID string, csrDER []byte) (*storage.Order, error) {
 	o, authzs, err := ca.orderAndAuthorizations(ctx, acct, orderID)
 	if err != nil {
 		return nil, err
@@ -74,7 +74,7 @@ type signerAvailability interface {
 // Config.CAARecheckAfter (RFC 8555 leaves when; the Baseline Requirements ask
 // for a check within eight hours of issuance). authzs are the order's
 // authorizations as the caller just read them.
-func (ca *CA) recheckCAA(ctx context.Context, acct *storage.Account, o *storage.Order, authzs []*storage.Authorization) error {
+func (ca *Core) recheckCAA(ctx context.Context, acct *storage.Account, o *storage.Order, authzs []*storage.Authorization) error {
 	if !ca.cfg.CAA {
 		return nil
 	}
@@ -163,7 +163,7 @@ func preflightCSR(der []byte, o *storage.Order, accountKey *jose.JSONWebKey) *Pr
 // The work runs to its end even if the client hangs up (a certificate signed
 // must be recorded), and ends within half the order's lease, so that no other
 // node takes the order over while this one may still be signing for it.
-func (ca *CA) issue(ctx context.Context, o *storage.Order) (*storage.Order, error) {
+func (ca *Core) issue(ctx context.Context, o *storage.Order) (*storage.Order, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ca.cfg.ValidationLease/2)
 	defer cancel()
 	req := issuance.Request{CSR: o.CSR, Profile: o.Profile, Requester: o.ID}
@@ -206,7 +206,7 @@ func (ca *CA) issue(ctx context.Context, o *storage.Order) (*storage.Order, erro
 // same request once the lease below ends, and the signer answers from its
 // ledger, so the order gets the one certificate made for it. Resetting the
 // order to ready instead could let a second CSR meet the first certificate.
-func (ca *CA) awaitOutcome(ctx context.Context, o *storage.Order, cause error) (*storage.Order, error) {
+func (ca *Core) awaitOutcome(ctx context.Context, o *storage.Order, cause error) (*storage.Order, error) {
 	next := *o
 	next.UpdatedAt = ca.now()
 	next.LeaseUntil = ca.now().Add(ca.cfg.RetryBackoff)
@@ -220,7 +220,7 @@ func (ca *CA) awaitOutcome(ctx context.Context, o *storage.Order, cause error) (
 // issuanceFailed maps an issuance error to a problem and puts the order where it
 // belongs: back to ready when the client or a transient failure is to blame
 // (so it can try again), invalid when issuance refused for good.
-func (ca *CA) issuanceFailed(ctx context.Context, o *storage.Order, err error) error {
+func (ca *Core) issuanceFailed(ctx context.Context, o *storage.Order, err error) error {
 	var p *Problem
 	retry := true
 	switch {
@@ -266,7 +266,7 @@ func (ca *CA) issuanceFailed(ctx context.Context, o *storage.Order, err error) e
 // resumeFinalize completes an order whose finalizing node died: if the ledger
 // already holds a certificate for it, that certificate is adopted (one order,
 // one certificate); otherwise issuance runs again from the stored CSR.
-func (ca *CA) resumeFinalize(ctx context.Context, o *storage.Order) {
+func (ca *Core) resumeFinalize(ctx context.Context, o *storage.Order) {
 	certs, err := ca.store.CertificatesForOrder(ctx, o.ID)
 	if err != nil {
 		ca.log.Error("resume finalize", "order", o.ID, "error", err)
@@ -321,7 +321,7 @@ func certifiesCSR(certDER, csrDER []byte) bool {
 
 // Certificate returns an issued certificate and the chains that may be served
 // after it, the default first.
-func (ca *CA) Certificate(ctx context.Context, serial string) ([]byte, [][][]byte, error) {
+func (ca *Core) Certificate(ctx context.Context, serial string) ([]byte, [][][]byte, error) {
 	rc, ok := ca.recent.get(serial)
 	if !ok {
 		c, err := ca.store.GetCertificate(ctx, serial)
@@ -368,7 +368,7 @@ func (l Ledger) RecordIssued(ctx context.Context, serial *big.Int, der []byte) e
 
 // recordIssued writes the audit records of a finalized order and its
 // certificate before the order is returned valid.
-func (ca *CA) recordIssued(ctx context.Context, o *storage.Order, issued *issuance.Issued) error {
+func (ca *Core) recordIssued(ctx context.Context, o *storage.Order, issued *issuance.Issued) error {
 	serial := fmt.Sprintf("%x", issued.Cert.SerialNumber)
 	sum := sha256.Sum256(issued.DER)
 	names := slices.Clone(issued.Cert.DNSNames)

@@ -24,7 +24,7 @@ import (
 // the v1 new-authz resource, with simpleHttps besides the enabled challenge
 // types when Config.LegacySimpleHTTPS. It does not depend on
 // Config.PreAuthorization: the v1 front end has its own switch.
-func (ca *CA) LegacyAuthorize(ctx context.Context, acct *storage.Account, ident Identifier) (*storage.Authorization, error) {
+func (ca *Core) LegacyAuthorize(ctx context.Context, acct *storage.Account, ident Identifier) (*storage.Authorization, error) {
 	if ca.cfg.LegacySimpleHTTPS {
 		return ca.preAuthorize(ctx, acct, ident, SimpleHTTPS)
 	}
@@ -41,7 +41,7 @@ const SimpleHTTPS = "simpleHttps"
 // LegacyAuthorization returns an authorization by its ID alone: ACME v1
 // clients poll authorizations with unauthenticated GETs. The ID is 128
 // random bits, the capability Boulder's v1 API relied on too.
-func (ca *CA) LegacyAuthorization(ctx context.Context, id string) (*storage.Authorization, error) {
+func (ca *Core) LegacyAuthorization(ctx context.Context, id string) (*storage.Authorization, error) {
 	a, err := ca.store.GetAuthorization(ctx, id)
 	if err != nil {
 		return nil, storeErr(err, "authorization")
@@ -51,7 +51,7 @@ func (ca *CA) LegacyAuthorization(ctx context.Context, id string) (*storage.Auth
 
 // LegacyChallenge returns a challenge and its authorization by the
 // challenge's ID alone, for v1 GETs.
-func (ca *CA) LegacyChallenge(ctx context.Context, id string) (*storage.Challenge, *storage.Authorization, error) {
+func (ca *Core) LegacyChallenge(ctx context.Context, id string) (*storage.Challenge, *storage.Authorization, error) {
 	ch, err := ca.store.GetChallenge(ctx, id)
 	if err != nil {
 		return nil, nil, storeErr(err, "challenge")
@@ -69,7 +69,7 @@ func (ca *CA) LegacyChallenge(ctx context.Context, id string) (*storage.Challeng
 // made of those authorizations and finalizes it. Each request makes its own
 // order, so a request issues at most one certificate; a replayed request is
 // stopped earlier, by its nonce.
-func (ca *CA) LegacyIssue(ctx context.Context, acct *storage.Account, accountKey *jose.JSONWebKey, csrDER []byte, authzIDs []string) (*storage.Order, error) {
+func (ca *Core) LegacyIssue(ctx context.Context, acct *storage.Account, accountKey *jose.JSONWebKey, csrDER []byte, authzIDs []string) (*storage.Order, error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, BadCSR("CSR does not parse: %v", err)

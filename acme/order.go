@@ -20,7 +20,7 @@ type NewOrderRequest struct {
 
 // NewOrder checks the identifiers against policy and creates an order with one
 // pending authorization per identifier.
-func (ca *CA) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderRequest) (*storage.Order, error) {
+func (ca *Core) NewOrder(ctx context.Context, acct *storage.Account, req NewOrderRequest) (*storage.Order, error) {
 	if len(req.Identifiers) == 0 {
 		return nil, Malformed("an order needs at least one identifier")
 	}
@@ -102,7 +102,7 @@ const minReuseLeft = 24 * time.Hour
 
 // reusableAuthorization finds the account's valid authorization for an
 // identifier, when reuse is on.
-func (ca *CA) reusableAuthorization(ctx context.Context, accountID string, id checkedIdent, now time.Time) *storage.Authorization {
+func (ca *Core) reusableAuthorization(ctx context.Context, accountID string, id checkedIdent, now time.Time) *storage.Authorization {
 	if !ca.cfg.ReuseAuthorizations || (ca.cfg.SkipReuse != nil && ca.cfg.SkipReuse()) {
 		return nil
 	}
@@ -114,7 +114,7 @@ func (ca *CA) reusableAuthorization(ctx context.Context, accountID string, id ch
 	return a
 }
 
-func (ca *CA) hasProfile(name string) bool {
+func (ca *Core) hasProfile(name string) bool {
 	for _, p := range ca.issuer.ProfileNames() {
 		if p.Name == name {
 			return true
@@ -130,7 +130,7 @@ type checkedIdent struct {
 
 // checkIdentifiers applies the identifier policy; every refused identifier
 // becomes a subproblem.
-func (ca *CA) checkIdentifiers(in []Identifier) ([]checkedIdent, *Problem) {
+func (ca *Core) checkIdentifiers(in []Identifier) ([]checkedIdent, *Problem) {
 	var out []checkedIdent
 	var subs []Subproblem
 	seen := map[Identifier]bool{}
@@ -180,7 +180,7 @@ func quote(s string) string { return `"` + s + `"` }
 // newAuthorization makes a pending authorization with the challenges that can
 // prove this identifier: a wildcard only through dns-01 (RFC 8555 7.1.3), an IP
 // address through http-01 or tls-alpn-01 but not dns-01 (RFC 8738 7).
-func (ca *CA) newAuthorization(accountID string, id checkedIdent, now time.Time) (*storage.Authorization, *Problem) {
+func (ca *Core) newAuthorization(accountID string, id checkedIdent, now time.Time) (*storage.Authorization, *Problem) {
 	authz := &storage.Authorization{
 		ID:         newID(),
 		AccountID:  accountID,
@@ -210,14 +210,14 @@ func (ca *CA) newAuthorization(accountID string, id checkedIdent, now time.Time)
 }
 
 // Order returns an account's order with its status brought up to date.
-func (ca *CA) Order(ctx context.Context, acct *storage.Account, id string) (*storage.Order, error) {
+func (ca *Core) Order(ctx context.Context, acct *storage.Account, id string) (*storage.Order, error) {
 	o, _, err := ca.orderAndAuthorizations(ctx, acct, id)
 	return o, err
 }
 
 // orderAndAuthorizations is Order, also returning the order's authorizations
 // when bringing its status up to date read them (nil otherwise).
-func (ca *CA) orderAndAuthorizations(ctx context.Context, acct *storage.Account, id string) (*storage.Order, []*storage.Authorization, error) {
+func (ca *Core) orderAndAuthorizations(ctx context.Context, acct *storage.Account, id string) (*storage.Order, []*storage.Authorization, error) {
 	o, err := ca.store.GetOrder(ctx, id)
 	if err != nil {
 		return nil, nil, storeErr(err, "order")
@@ -233,7 +233,7 @@ func (ca *CA) orderAndAuthorizations(ctx context.Context, acct *storage.Account,
 // valid, so reading an order writes nothing in the common case, and finalize
 // moves the stored "pending" to "processing". A failure (an authorization gone
 // bad, the order expired) is final and is written back conditionally.
-func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Order, []*storage.Authorization, error) {
+func (ca *Core) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Order, []*storage.Authorization, error) {
 	if o.Status != StatusPending && o.Status != StatusReady {
 		return o, nil, nil
 	}
@@ -290,7 +290,7 @@ func (ca *CA) refreshOrder(ctx context.Context, o *storage.Order) (*storage.Orde
 
 // Authorization returns an account's authorization, marking a pending one
 // that has passed its expiry as expired.
-func (ca *CA) Authorization(ctx context.Context, acct *storage.Account, id string) (*storage.Authorization, error) {
+func (ca *Core) Authorization(ctx context.Context, acct *storage.Account, id string) (*storage.Authorization, error) {
 	a, err := ca.store.GetAuthorization(ctx, id)
 	if err != nil {
 		return nil, storeErr(err, "authorization")
@@ -310,7 +310,7 @@ func (ca *CA) Authorization(ctx context.Context, acct *storage.Account, id strin
 
 // DeactivateAuthorization deactivates a pending or valid authorization (RFC
 // 8555 7.5.2).
-func (ca *CA) DeactivateAuthorization(ctx context.Context, acct *storage.Account, id string) (*storage.Authorization, error) {
+func (ca *Core) DeactivateAuthorization(ctx context.Context, acct *storage.Account, id string) (*storage.Authorization, error) {
 	a, err := ca.Authorization(ctx, acct, id)
 	if err != nil {
 		return nil, err
@@ -331,7 +331,7 @@ func (ca *CA) DeactivateAuthorization(ctx context.Context, acct *storage.Account
 }
 
 // Authorizations loads an order's authorizations in order.
-func (ca *CA) Authorizations(ctx context.Context, ids []string) ([]*storage.Authorization, error) {
+func (ca *Core) Authorizations(ctx context.Context, ids []string) ([]*storage.Authorization, error) {
 	as, err := ca.store.GetAuthorizations(ctx, ids)
 	if err != nil {
 		return nil, ServerInternal(err, "storage error reading authorizations")

@@ -21,7 +21,7 @@ type RateLimits struct {
 
 func (l Limit) on() bool { return l.Count > 0 && l.Period > 0 }
 
-func (ca *CA) limitAccounts(ctx context.Context, ip string) error {
+func (ca *Core) limitAccounts(ctx context.Context, ip string) error {
 	l := ca.cfg.RateLimits.NewAccountsPerIP
 	if !l.on() || ip == "" {
 		return nil
@@ -37,7 +37,7 @@ func (ca *CA) limitAccounts(ctx context.Context, ip string) error {
 	return nil
 }
 
-func (ca *CA) limitOrders(ctx context.Context, accountID string, idents []checkedIdent) error {
+func (ca *Core) limitOrders(ctx context.Context, accountID string, idents []checkedIdent) error {
 	now := ca.now()
 	if l := ca.cfg.RateLimits.NewOrdersPerAccount; l.on() {
 		n, err := ca.store.CountOrders(ctx, accountID, now.Add(-l.Period))
@@ -69,7 +69,7 @@ func (ca *CA) limitOrders(ctx context.Context, accountID string, idents []checke
 }
 
 // rateLimited tells Config.OnRateLimited which limit refused a request.
-func (ca *CA) rateLimited(limit string) {
+func (ca *Core) rateLimited(limit string) {
 	if ca.cfg.OnRateLimited != nil {
 		ca.cfg.OnRateLimited(limit)
 	}

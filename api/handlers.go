@@ -103,7 +103,7 @@ func (s *Server) newAccount(w http.ResponseWriter, r *http.Request) error {
 	if err := req.decodePayload(&body); err != nil {
 		return err
 	}
-	acct, created, err := s.cfg.CA.NewAccount(r.Context(), req.jwk, body, remoteIP(r), s.url(newAccountPath))
+	acct, created, err := s.cfg.Core.NewAccount(r.Context(), req.jwk, body, remoteIP(r), s.url(newAccountPath))
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) error {
 		if err := req.decodePayload(&body); err != nil {
 			return err
 		}
-		if acct, err = s.cfg.CA.UpdateAccount(r.Context(), acct, body); err != nil {
+		if acct, err = s.cfg.Core.UpdateAccount(r.Context(), acct, body); err != nil {
 			return err
 		}
 	}
@@ -148,7 +148,7 @@ func (s *Server) newOrder(w http.ResponseWriter, r *http.Request) error {
 	if err := req.decodePayload(&body); err != nil {
 		return err
 	}
-	o, err := s.cfg.CA.NewOrder(r.Context(), req.account, body)
+	o, err := s.cfg.Core.NewOrder(r.Context(), req.account, body)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request) error {
 	if err := req.requirePostAsGet(); err != nil {
 		return err
 	}
-	o, err := s.cfg.CA.Order(r.Context(), req.account, mux.Vars(r)["id"])
+	o, err := s.cfg.Core.Order(r.Context(), req.account, mux.Vars(r)["id"])
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || len(der) == 0 {
 		return acme.BadCSR("csr must be the base64url (unpadded) DER encoding of a CSR")
 	}
-	o, err := s.cfg.CA.Finalize(r.Context(), req.account, req.accountKey, mux.Vars(r)["id"], der)
+	o, err := s.cfg.Core.Finalize(r.Context(), req.account, req.accountKey, mux.Vars(r)["id"], der)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func (s *Server) authorization(w http.ResponseWriter, r *http.Request) error {
 	id := mux.Vars(r)["id"]
 	var a *storage.Authorization
 	if req.postAsGet {
-		a, err = s.cfg.CA.Authorization(r.Context(), req.account, id)
+		a, err = s.cfg.Core.Authorization(r.Context(), req.account, id)
 	} else {
 		var body struct {
 			Status string `json:"status"`
@@ -218,7 +218,7 @@ func (s *Server) authorization(w http.ResponseWriter, r *http.Request) error {
 		if body.Status != acme.StatusDeactivated {
 			return acme.Malformed("an authorization can only be updated to status deactivated")
 		}
-		a, err = s.cfg.CA.DeactivateAuthorization(r.Context(), req.account, id)
+		a, err = s.cfg.Core.DeactivateAuthorization(r.Context(), req.account, id)
 	}
 	if err != nil {
 		return err
@@ -247,13 +247,13 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 	var ch *storage.Challenge
 	var authz *storage.Authorization
 	if req.postAsGet {
-		ch, authz, err = s.cfg.CA.Challenge(r.Context(), req.account, id)
+		ch, authz, err = s.cfg.Core.Challenge(r.Context(), req.account, id)
 	} else {
 		var body struct{}
 		if err := req.decodePayload(&body); err != nil {
 			return err
 		}
-		ch, authz, err = s.cfg.CA.RespondChallenge(r.Context(), req.account, id)
+		ch, authz, err = s.cfg.Core.RespondChallenge(r.Context(), req.account, id)
 	}
 	if err != nil {
 		return err
@@ -284,7 +284,7 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) writeChain(w http.ResponseWriter, r *http.Request) error {
 	serial := mux.Vars(r)["serial"]
-	der, chains, err := s.cfg.CA.Certificate(r.Context(), serial)
+	der, chains, err := s.cfg.Core.Certificate(r.Context(), serial)
 	if err != nil {
 		return err
 	}

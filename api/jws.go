@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -61,8 +62,43 @@ type flattenedJWS struct {
 // verifyPOST applies every check of RFC 8555 6.2-6.5 to a POST: content type,
 // size, flattened serialization only, algorithm allow-list matching the key,
 // exactly one of jwk and kid, url equal to the request URL, a valid signature,
-// and a fresh nonce used once.
+// and a fresh nonce used once. The checks are split the way Boulder's
+// wfe2/verify.go splits them (the request, the JWS, the URL, the key, the
+// signature, the nonce), each tested on its own; their order here is the
+// order a client sees the problems in, and the nonce is spent last, only on a
+// request that passed everything else.
 func (s *Server) verifyPOST(r *http.Request, mode keyMode) (*signedRequest, error) {
+	body, err := s.validPOSTRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	jws, h, err := parseJWS(body, mode)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.validPOSTURL(r, h); err != nil {
+		return nil, err
+	}
+	req, key, err := s.lookupKey(r.Context(), h)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := verifySignature(jws, h, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.validNonce(r.Context(), h); err != nil {
+		return nil, err
+	}
+	req.payload = payload
+	req.postAsGet = jws.Payload == ""
+	return req, nil
+}
+
+// validPOSTRequest checks the HTTP request around the JWS and returns its
+// body: no Replay-Nonce request header, the JOSE content type, and a body no
+// larger than the configured bound.
+func (s *Server) validPOSTRequest(r *http.Request) ([]byte, error) {
 	// RFC 8555 6.5.1: the nonce travels in the protected header, where the
 	// signature covers it; one in a request header is a client bug or a
 	// probe, and is refused rather than ignored (as Boulder and Pebble do).
@@ -84,77 +120,104 @@ func (s *Server) verifyPOST(r *http.Request, mode keyMode) (*signedRequest, erro
 		p.Status = http.StatusRequestEntityTooLarge
 		return nil, p
 	}
+	return body, nil
+}
 
+// parseJWS checks the JWS itself, before any key is known: the flattened
+// serialization only, a strict protected header without b64 or crit, an
+// allowed algorithm, a signature, and exactly one of jwk and kid, the one
+// mode asks for.
+func parseJWS(body []byte, mode keyMode) (*flattenedJWS, *protectedHeader, error) {
 	// The outer structure: flattened JSON with exactly these three members. A
 	// "header" member (unprotected header) or "signatures" (general
 	// serialization) is refused, though go-jose would accept both.
 	jws, err := parseFlattened(body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if jws.Protected == "" {
-		return nil, acme.Malformed("JWS lacks a protected header")
+		return nil, nil, acme.Malformed("JWS lacks a protected header")
 	}
 	headerJSON, err := base64.RawURLEncoding.DecodeString(jws.Protected)
 	if err != nil {
-		return nil, acme.Malformed("protected header is not base64url: %v", err)
+		return nil, nil, acme.Malformed("protected header is not base64url: %v", err)
 	}
 	var h protectedHeader
 	if err := decodeStrict(headerJSON, &h); err != nil {
-		return nil, acme.Malformed("protected header: %v", err)
+		return nil, nil, acme.Malformed("protected header: %v", err)
 	}
 	if h.B64 != nil || len(h.Crit) > 0 {
-		return nil, acme.Malformed("the b64 and crit header parameters are not allowed")
+		return nil, nil, acme.Malformed("the b64 and crit header parameters are not allowed")
 	}
 	if !slices.Contains(allowedAlgs, h.Alg) {
-		return nil, acme.BadSignatureAlgorithm(allowedAlgs, "JWS algorithm %q is not allowed (use one of %s)", h.Alg, strings.Join(allowedAlgs, ", "))
+		return nil, nil, acme.BadSignatureAlgorithm(allowedAlgs, "JWS algorithm %q is not allowed (use one of %s)", h.Alg, strings.Join(allowedAlgs, ", "))
 	}
 	if jws.Signature == "" {
-		return nil, acme.Malformed("JWS lacks a signature")
+		return nil, nil, acme.Malformed("JWS lacks a signature")
 	}
-	hasJWK, hasKID := len(h.JWK) > 0 && string(h.JWK) != "null", h.KID != ""
+	hasJWK, hasKID := h.hasJWK(), h.KID != ""
 	switch {
 	case hasJWK && hasKID:
-		return nil, acme.Malformed("the protected header must have exactly one of jwk and kid, not both")
+		return nil, nil, acme.Malformed("the protected header must have exactly one of jwk and kid, not both")
 	case !hasJWK && !hasKID:
-		return nil, acme.Malformed("the protected header must have one of jwk and kid")
+		return nil, nil, acme.Malformed("the protected header must have one of jwk and kid")
 	case mode == needJWK && !hasJWK:
-		return nil, acme.Malformed("this request must be signed with the key in a jwk header, not a kid")
+		return nil, nil, acme.Malformed("this request must be signed with the key in a jwk header, not a kid")
 	case mode == needKID && !hasKID:
-		return nil, acme.Malformed("this request must name its account with kid, not carry a jwk")
+		return nil, nil, acme.Malformed("this request must name its account with kid, not carry a jwk")
 	}
-	if want := s.cfg.BaseURL + r.URL.RequestURI(); h.URL != want {
-		return nil, acme.Unauthorized("the JWS url %q is not the request URL %q", truncate(h.URL, 200), want)
-	}
+	return jws, &h, nil
+}
 
+// hasJWK says whether the header carries a jwk ("jwk": null is none).
+func (h *protectedHeader) hasJWK() bool { return len(h.JWK) > 0 && string(h.JWK) != "null" }
+
+// validPOSTURL checks that the signed url is the URL the request was sent to
+// (RFC 8555 6.4), so that a signed request cannot be replayed elsewhere.
+func (s *Server) validPOSTURL(r *http.Request, h *protectedHeader) error {
+	if want := s.cfg.BaseURL + r.URL.RequestURI(); h.URL != want {
+		return acme.Unauthorized("the JWS url %q is not the request URL %q", truncate(h.URL, 200), want)
+	}
+	return nil
+}
+
+// lookupKey finds the key that must have signed the request: the public key
+// in the jwk header, or the current key of the account kid names. It returns
+// the request so far (jwk, or account and its key) and that key, once the
+// header's algorithm is one the key can make.
+func (s *Server) lookupKey(ctx context.Context, h *protectedHeader) (*signedRequest, *jose.JSONWebKey, error) {
 	req := &signedRequest{}
 	var key *jose.JSONWebKey
-	if hasJWK {
+	if h.hasJWK() {
 		key = new(jose.JSONWebKey)
 		if err := key.UnmarshalJSON(h.JWK); err != nil {
-			return nil, acme.BadPublicKey("jwk: %v", err)
+			return nil, nil, acme.BadPublicKey("jwk: %v", err)
 		}
 		if !key.IsPublic() {
-			return nil, acme.BadPublicKey("jwk must be a public key")
+			return nil, nil, acme.BadPublicKey("jwk must be a public key")
 		}
 		req.jwk = key
 	} else {
 		id, ok := strings.CutPrefix(h.KID, s.cfg.BaseURL+accountPath)
 		if !ok || id == "" || strings.Contains(id, "/") {
-			return nil, acme.AccountDoesNotExist("kid %q is not an account URL of this server", truncate(h.KID, 200))
+			return nil, nil, acme.AccountDoesNotExist("kid %q is not an account URL of this server", truncate(h.KID, 200))
 		}
-		acct, akey, err := s.cfg.CA.Account(r.Context(), id)
+		acct, akey, err := s.cfg.Core.Account(ctx, id)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		req.account, req.accountKey, key = acct, akey, akey
 	}
 	if err := algMatchesKey(h.Alg, key); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	return req, key, nil
+}
 
-	// The three members, already checked above, in the compact serialization:
-	// the same protected header, payload and signature, and go-jose need not
+// verifySignature checks the JWS signature with key and returns the payload.
+func verifySignature(jws *flattenedJWS, h *protectedHeader, key *jose.JSONWebKey) ([]byte, error) {
+	// The three members, already checked, in the compact serialization: the
+	// same protected header, payload and signature, and go-jose need not
 	// parse the JSON body a second time. A "." smuggled into a member makes
 	// more than three parts, which it refuses.
 	parsed, err := jose.ParseSigned(jws.Protected+"."+jws.Payload+"."+jws.Signature, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(h.Alg)})
@@ -165,12 +228,13 @@ func (s *Server) verifyPOST(r *http.Request, mode keyMode) (*signedRequest, erro
 	if err != nil {
 		return nil, acme.Malformed("JWS signature is invalid")
 	}
-	if err := s.nonces.Redeem(r.Context(), h.Nonce); err != nil {
-		return nil, err
-	}
-	req.payload = payload
-	req.postAsGet = jws.Payload == ""
-	return req, nil
+	return payload, nil
+}
+
+// validNonce redeems the header's nonce (RFC 8555 6.5): one this service
+// issued, unexpired, and never redeemed before, on this front end or another.
+func (s *Server) validNonce(ctx context.Context, h *protectedHeader) error {
+	return s.nonces.Redeem(ctx, h.Nonce)
 }
 
 // parseFlattened reads the outer JWS: a JSON object with exactly the members

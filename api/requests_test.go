@@ -10,11 +10,11 @@ import (
 	"github.com/anvil-pki/anvil/acme"
 )
 
-// testServer is a Server whose CA is never reached by the requests these
+// testServer is a Server whose core is never reached by the requests these
 // tests send: every one is refused before it.
 func testServer(t *testing.T) *Server {
 	t.Helper()
-	s, err := New(Config{BaseURL: "https://acme.test", CA: &acme.CA{}, Nonces: NewLocalNonces(0)})
+	s, err := New(Config{BaseURL: "https://acme.test", Core: &fakeCore{}, Nonces: NewLocalNonces(0)})
 	if err != nil {
 		t.Fatal(err)
 	}

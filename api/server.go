@@ -45,8 +45,9 @@ type Config struct {
 	// BaseURL is the scheme and authority clients use ("https://acme.example.com");
 	// every JWS url is checked against it.
 	BaseURL string
-	CA      *acme.CA
-	Nonces  NonceSource
+	// Core is the protocol core every request is handed to.
+	Core   Core
+	Nonces NonceSource
 	// MaxBodyBytes bounds a request body (default 64 KiB).
 	MaxBodyBytes int64
 	// Directory meta (RFC 8555 7.1.1).
@@ -73,8 +74,8 @@ type Server struct {
 
 // New builds the server and its routes.
 func New(cfg Config) (*Server, error) {
-	if cfg.CA == nil || cfg.Nonces == nil || cfg.BaseURL == "" {
-		return nil, errors.New("api: CA, nonces and base URL are required")
+	if cfg.Core == nil || cfg.Nonces == nil || cfg.BaseURL == "" {
+		return nil, errors.New("api: core, nonces and base URL are required")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
@@ -224,7 +225,7 @@ func remoteIP(r *http.Request) string {
 // directory serves the directory object (RFC 8555 7.1.1).
 func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
 	meta := map[string]any{}
-	if tos := s.cfg.CA.TermsOfService(); tos != "" {
+	if tos := s.cfg.Core.TermsOfService(); tos != "" {
 		meta["termsOfService"] = tos
 	}
 	if s.cfg.Website != "" {
@@ -234,7 +235,7 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
 		meta["caaIdentities"] = s.cfg.CAAIdentities
 	}
 	meta["externalAccountRequired"] = s.cfg.ExternalAccountRequired
-	if profiles := s.cfg.CA.Profiles(); len(profiles) > 0 {
+	if profiles := s.cfg.Core.Profiles(); len(profiles) > 0 {
 		m := map[string]string{}
 		for _, p := range profiles {
 			m[p.Name] = p.Description

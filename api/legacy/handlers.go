@@ -65,7 +65,7 @@ type regView struct {
 func (s *Server) regView(a *storage.Account) regView {
 	v := regView{Key: a.Key, Contact: a.Contact, Status: a.Status}
 	if a.TermsAgreed {
-		v.Agreement = s.cfg.CA.TermsOfService()
+		v.Agreement = s.cfg.Core.TermsOfService()
 	}
 	if !a.CreatedAt.IsZero() {
 		v.CreatedAt = a.CreatedAt.UTC().Format(time.RFC3339)
@@ -115,7 +115,7 @@ func (s *Server) authzView(a *storage.Authorization) authzView {
 // regLinks are the links of a registration: what to do next, and the terms.
 func (s *Server) regLinks(w http.ResponseWriter) {
 	w.Header().Add("Link", link(s.url(newAuthzPath), "next"))
-	if tos := s.cfg.CA.TermsOfService(); tos != "" {
+	if tos := s.cfg.Core.TermsOfService(); tos != "" {
 		w.Header().Add("Link", link(tos, "terms-of-service"))
 	}
 }
@@ -137,14 +137,14 @@ func (s *Server) newReg(w http.ResponseWriter, r *http.Request) error {
 	if existing, err := s.account(r, req); err == nil {
 		return acme.Conflict(s.url(regPath+existing.ID), "this key already has a registration")
 	}
-	if tos := s.cfg.CA.TermsOfService(); tos != "" && body.Agreement == "" {
+	if tos := s.cfg.Core.TermsOfService(); tos != "" && body.Agreement == "" {
 		// Boulder let a registration exist unagreed until a later reg update;
 		// Anvil stores no account that has not agreed, so the agreement
 		// comes with new-reg. The link says where the terms are.
 		w.Header().Add("Link", link(tos, "terms-of-service"))
 		return acme.Malformed("new-reg must agree to the terms of service: send \"agreement\": %q", tos)
 	}
-	acct, created, err := s.cfg.CA.NewAccount(r.Context(), req.jwk,
+	acct, created, err := s.cfg.Core.NewAccount(r.Context(), req.jwk,
 		acme.NewAccountRequest{Contact: body.Contact, TermsOfServiceAgreed: body.Agreement != ""}, remoteIP(r), s.url(newRegPath))
 	if err != nil {
 		return err
@@ -162,7 +162,7 @@ func (s *Server) checkAgreement(agreement string) error {
 	if agreement == "" {
 		return nil
 	}
-	if tos := s.cfg.CA.TermsOfService(); tos != "" && agreement != tos {
+	if tos := s.cfg.Core.TermsOfService(); tos != "" && agreement != tos {
 		return acme.Malformed("agreement %q is not the current terms of service %s", truncate(agreement, 200), tos)
 	}
 	return nil
@@ -189,7 +189,7 @@ func (s *Server) reg(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkAgreement(body.Agreement); err != nil {
 		return err
 	}
-	if acct, err = s.cfg.CA.UpdateAccount(r.Context(), acct, acme.UpdateAccountRequest{Contact: body.Contact, TermsOfServiceAgreed: body.Agreement != ""}); err != nil {
+	if acct, err = s.cfg.Core.UpdateAccount(r.Context(), acct, acme.UpdateAccountRequest{Contact: body.Contact, TermsOfServiceAgreed: body.Agreement != ""}); err != nil {
 		return err
 	}
 	w.Header().Set("Location", s.url(regPath+acct.ID))
@@ -219,7 +219,7 @@ func (s *Server) newAuthz(w http.ResponseWriter, r *http.Request) error {
 	if ident.Type != "dns" {
 		return acme.UnsupportedIdentifier("ACME v1 authorizes DNS names only (identifier type %q)", truncate(ident.Type, 32))
 	}
-	a, err := s.cfg.CA.LegacyAuthorize(r.Context(), acct, ident)
+	a, err := s.cfg.Core.LegacyAuthorize(r.Context(), acct, ident)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (s *Server) newAuthz(w http.ResponseWriter, r *http.Request) error {
 
 // authz shows an authorization to a plain GET, as v1 clients poll.
 func (s *Server) authz(w http.ResponseWriter, r *http.Request) error {
-	a, err := s.cfg.CA.LegacyAuthorization(r.Context(), mux.Vars(r)["id"])
+	a, err := s.cfg.Core.LegacyAuthorization(r.Context(), mux.Vars(r)["id"])
 	if err != nil {
 		return err
 	}
@@ -241,7 +241,7 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) error {
 // getChallenge shows a challenge to a plain GET. 202, as Boulder answered
 // (and acme-client 1.x checks).
 func (s *Server) getChallenge(w http.ResponseWriter, r *http.Request) error {
-	ch, a, err := s.cfg.CA.LegacyChallenge(r.Context(), mux.Vars(r)["id"])
+	ch, a, err := s.cfg.Core.LegacyChallenge(r.Context(), mux.Vars(r)["id"])
 	if err != nil {
 		return err
 	}
@@ -269,7 +269,7 @@ func (s *Server) postChallenge(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := mux.Vars(r)["id"]
-	ch, _, err := s.cfg.CA.Challenge(r.Context(), acct, id)
+	ch, _, err := s.cfg.Core.Challenge(r.Context(), acct, id)
 	if err != nil {
 		return err
 	}
@@ -285,7 +285,7 @@ func (s *Server) postChallenge(w http.ResponseWriter, r *http.Request) error {
 	} else if want := ch.Token + "." + acct.KeyID; body.KeyAuthorization != want {
 		return acme.Unauthorized("keyAuthorization is not the token and this account key's thumbprint")
 	}
-	ch, a, err := s.cfg.CA.RespondChallenge(r.Context(), acct, id)
+	ch, a, err := s.cfg.Core.RespondChallenge(r.Context(), acct, id)
 	if err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func (s *Server) newCert(w http.ResponseWriter, r *http.Request) error {
 		}
 		ids = append(ids, id)
 	}
-	o, err := s.cfg.CA.LegacyIssue(r.Context(), acct, req.jwk, csr, ids)
+	o, err := s.cfg.Core.LegacyIssue(r.Context(), acct, req.jwk, csr, ids)
 	if err != nil {
 		return err
 	}
@@ -337,7 +337,7 @@ func (s *Server) newCert(w http.ResponseWriter, r *http.Request) error {
 // writeCert answers with one DER certificate, its Location and the "up"
 // link to its issuer.
 func (s *Server) writeCert(w http.ResponseWriter, r *http.Request, serial string, status int) error {
-	der, _, err := s.cfg.CA.Certificate(r.Context(), serial)
+	der, _, err := s.cfg.Core.Certificate(r.Context(), serial)
 	if err != nil {
 		return err
 	}
@@ -357,7 +357,7 @@ func (s *Server) certificate(w http.ResponseWriter, r *http.Request) error {
 // issuerCertificate serves the certificate that issued a certificate, the
 // "up" of new-cert: the first of its default chain.
 func (s *Server) issuerCertificate(w http.ResponseWriter, r *http.Request) error {
-	_, chains, err := s.cfg.CA.Certificate(r.Context(), mux.Vars(r)["serial"])
+	_, chains, err := s.cfg.Core.Certificate(r.Context(), mux.Vars(r)["serial"])
 	if err != nil {
 		return err
 	}
@@ -392,7 +392,7 @@ func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		rr.JWK = req.jwk
 	}
-	if err := s.cfg.CA.Revoke(r.Context(), rr); err != nil {
+	if err := s.cfg.Core.Revoke(r.Context(), rr); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)

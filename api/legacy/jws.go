@@ -203,7 +203,7 @@ func (s *Server) account(r *http.Request, req *signed) (*storage.Account, error)
 	if err != nil {
 		return nil, acme.BadPublicKey("cannot compute the key's thumbprint: %v", err)
 	}
-	acct, err := s.cfg.CA.AccountByKeyID(r.Context(), keyID)
+	acct, err := s.cfg.Core.AccountByKeyID(r.Context(), keyID)
 	if err != nil {
 		return nil, err
 	}

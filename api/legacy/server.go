@@ -5,7 +5,7 @@
 // for appliances and scripts that speak nothing newer.
 //
 // It is a second, small front end on the same protocol core as package api:
-// every request becomes a call on the same *acme.CA, so the same accounts,
+// every request becomes a call on the same *acme.Core, so the same accounts,
 // authorizations, validation, policy, ledger, lint and HSM serve it, and every
 // invariant of the RFC 8555 front end holds here too. It owns only what ACME
 // v1 says differently on the wire: the JWS shape v1 clients send (alg and jwk
@@ -53,7 +53,8 @@ const (
 type Config struct {
 	// BaseURL is the scheme and authority clients use, as for package api.
 	BaseURL string
-	CA      *acme.CA
+	// Core is the protocol core, the same one package api serves.
+	Core Core
 	// Nonces is the nonce service of the RFC 8555 front end: one service, so
 	// a nonce is redeemed once whichever API it is spent on.
 	Nonces api.NonceSource
@@ -71,8 +72,8 @@ type Server struct {
 
 // New builds the v1 front end and its routes.
 func New(cfg Config) (*Server, error) {
-	if cfg.CA == nil || cfg.Nonces == nil || cfg.BaseURL == "" {
-		return nil, errors.New("legacy: CA, nonces and base URL are required")
+	if cfg.Core == nil || cfg.Nonces == nil || cfg.BaseURL == "" {
+		return nil, errors.New("legacy: core, nonces and base URL are required")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 64 << 10
@@ -242,7 +243,7 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
 		"new-cert":    s.url(newCertPath),
 		"revoke-cert": s.url(revokePath),
 	}
-	if tos := s.cfg.CA.TermsOfService(); tos != "" {
+	if tos := s.cfg.Core.TermsOfService(); tos != "" {
 		dir["meta"] = map[string]any{"terms-of-service": tos}
 	}
 	return writeJSON(w, http.StatusOK, dir)

@@ -24,13 +24,13 @@ type legacyConfig struct {
 
 // withLegacy mounts the v1 front end beside the RFC 8555 one when the
 // configuration enables it, sharing its core and its nonces.
-func withLegacy(cfg *serveConfig, ca *acme.CA, nonces api.NonceSource, next http.Handler, logger *slog.Logger) (http.Handler, error) {
+func withLegacy(cfg *serveConfig, ca *acme.Core, nonces api.NonceSource, next http.Handler, logger *slog.Logger) (http.Handler, error) {
 	if !cfg.Legacy.Enabled {
 		return next, nil
 	}
 	v1, err := legacy.New(legacy.Config{
 		BaseURL:      cfg.BaseURL,
-		CA:           ca,
+		Core:         ca,
 		Nonces:       nonces,
 		MaxBodyBytes: cfg.ACME.MaxBodyBytes,
 		Logger:       logger,

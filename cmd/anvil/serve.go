@@ -64,7 +64,7 @@ func newLogger(c logConfig) *slog.Logger {
 type server struct {
 	*core
 	cfg       *serveConfig
-	ca        *acme.CA
+	ca        *acme.Core
 	api       *api.Server
 	handler   http.Handler // api, with the ACME v1 front end mounted when enabled
 	tlsCert   *certHolder
@@ -175,7 +175,7 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 	}
 	apiServer, err = api.New(api.Config{
 		BaseURL:                 cfg.BaseURL,
-		CA:                      ca,
+		Core:                    ca,
 		Nonces:                  nonces,
 		MaxBodyBytes:            cfg.ACME.MaxBodyBytes,
 		Website:                 cfg.ACME.Website,

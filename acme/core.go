@@ -197,15 +197,19 @@ type Auditor interface {
 
 // record writes an audit event; a failure becomes serverInternal, so that no
 // response goes out for an event the audit log does not hold.
-func (ca *CA) record(ctx context.Context, typ string, data map[string]any) error {
+func (ca *Core) record(ctx context.Context, typ string, data map[string]any) error {
 	if err := ca.cfg.Audit.Record(ctx, audit.Event{Type: typ, Data: data}); err != nil {
 		return ServerInternal(err, "the audit log could not record the event")
 	}
 	return nil
 }
 
-// CA is the protocol core.
-type CA struct {
+// Core is the protocol core: it decides on accounts, orders, authorizations,
+// challenges, finalization and revocation (what Boulder calls the RA). It
+// signs nothing itself: the issuance service behind Issuer (package issuance,
+// the HSM) does. The front ends, api and api/legacy, each see it through the
+// interface they declare.
+type Core struct {
 	cfg       Config
 	store     storage.Store
 	issuer    Issuer
@@ -219,7 +223,7 @@ type CA struct {
 }
 
 // New assembles the protocol core.
-func New(cfg Config, store storage.Store, issuer Issuer, validator Validator) (*CA, error) {
+func New(cfg Config, store storage.Store, issuer Issuer, validator Validator) (*Core, error) {
 	if store == nil || issuer == nil || validator == nil {
 		return nil, errors.New("acme: store, issuer and validator are all required")
 	}
@@ -232,7 +236,7 @@ func New(cfg Config, store storage.Store, issuer Issuer, validator Validator) (*
 			return nil, fmt.Errorf("acme: unknown challenge type %q", t)
 		}
 	}
-	return &CA{
+	return &Core{
 		cfg:         cfg,
 		store:       store,
 		issuer:      issuer,
@@ -243,20 +247,20 @@ func New(cfg Config, store storage.Store, issuer Issuer, validator Validator) (*
 }
 
 // TermsOfService returns the terms URL, "" if none.
-func (ca *CA) TermsOfService() string { return ca.cfg.TermsOfService }
+func (ca *Core) TermsOfService() string { return ca.cfg.TermsOfService }
 
 // Profiles lists the certificate profiles.
-func (ca *CA) Profiles() []ProfileInfo { return ca.issuer.ProfileNames() }
+func (ca *Core) Profiles() []ProfileInfo { return ca.issuer.ProfileNames() }
 
-func (ca *CA) challengeEnabled(t string) bool {
+func (ca *Core) challengeEnabled(t string) bool {
 	return slices.Contains(ca.cfg.ChallengeTypes, t) || (t == SimpleHTTPS && ca.cfg.LegacySimpleHTTPS)
 }
 
-func (ca *CA) now() time.Time { return ca.cfg.Now().UTC().Truncate(time.Microsecond) }
+func (ca *Core) now() time.Time { return ca.cfg.Now().UTC().Truncate(time.Microsecond) }
 
 // Run does the background work until ctx ends: validation retries, challenges
 // and finalizes orphaned by a node that died. Wait returns when it is done.
-func (ca *CA) Run(ctx context.Context, every time.Duration) {
+func (ca *Core) Run(ctx context.Context, every time.Duration) {
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	// At once first: after a restart, work released by recovery resumes now.
@@ -272,7 +276,7 @@ func (ca *CA) Run(ctx context.Context, every time.Duration) {
 }
 
 // sweep claims due challenges and stuck finalizes once.
-func (ca *CA) sweep(ctx context.Context) {
+func (ca *Core) sweep(ctx context.Context) {
 	now := ca.now()
 	chs, err := ca.store.ClaimChallenges(ctx, now, ca.cfg.ValidationLease, cap(ca.validations))
 	if err != nil {
@@ -290,8 +294,8 @@ func (ca *CA) sweep(ctx context.Context) {
 	}
 }
 
-// Wait blocks until background validations started by this CA have finished.
-func (ca *CA) Wait() { ca.wg.Wait() }
+// Wait blocks until background validations started by this core have finished.
+func (ca *Core) Wait() { ca.wg.Wait() }
 
 // storeErr turns a storage failure into a problem.
 func storeErr(err error, what string) *Problem {
