@@ -166,8 +166,37 @@ func TestAuditLog(t *testing.T) {
 	if len(adminLines) != 3 || adminLines[1].Type != "certificate.revoked" || adminLines[1].Data["by"] != "operator" || adminLines[1].Data["command"] != "revoke" {
 		t.Fatalf("admin audit file: %+v", adminLines)
 	}
+	// Every other admin command that changes state is audited too, each as a
+	// signed run of its own: revoke-all, crl regenerate, account deactivate
+	// (the last with the server stopped: on SQLite it caches accounts).
+	account2 := user2.GetRegistration().Location[strings.LastIndex(user2.GetRegistration().Location, "/")+1:]
+	mustObtain(t, client2, obtainReq("audit3.anvil-e2e.com"))
+	for _, args := range [][]string{
+		{"revoke-all", "--config", cfg, "--account", account2, "--reason", "superseded"},
+		{"crl", "regenerate", "--config", cfg},
+	} {
+		if out, err := ca.auditCmd(args...); err != nil {
+			t.Fatalf("admin %s: %v\n%s", args[0], err, out)
+		}
+	}
 
 	ca.Stop()
+	if out, err := ca.auditCmd("account", "deactivate", "--config", cfg, "--id", account2); err != nil {
+		t.Fatalf("admin account deactivate: %v\n%s", err, out)
+	}
+	if out, err := ca.auditCmd("audit", "verify", "--config", cfg, "--file", "var/dev/audit.jsonl.admin"); err != nil {
+		t.Fatalf("verify the admin audit file: %v\n%s", err, out)
+	}
+	_, adminLines = readAudit(t, logPath+".admin")
+	var commands []string
+	for _, l := range adminLines {
+		if l.Type != "audit.checkpoint" {
+			commands = append(commands, fmt.Sprint(l.Data["command"], ":", l.Type))
+		}
+	}
+	if want := "revoke:certificate.revoked revoke-all:certificate.revoked crl regenerate:admin.command account deactivate:account.deactivated"; strings.Join(commands, " ") != want {
+		t.Fatalf("admin audit events %q, want %q", strings.Join(commands, " "), want)
+	}
 	out, err := ca.auditCmd("audit", "verify", "--config", cfg)
 	if err != nil || !strings.Contains(out, "ends with a shutdown checkpoint") {
 		t.Fatalf("verify after a clean shutdown: %v\n%s", err, out)

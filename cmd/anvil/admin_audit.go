@@ -89,6 +89,22 @@ func auditVerify(args []string, out io.Writer) error {
 	return nil
 }
 
+// adminCAConfig reads the sections shared by serve and signer (database, hsm,
+// audit) from either command's configuration, each decoded strictly as its
+// command would: the admin commands take both.
+func adminCAConfig(path string) (*caConfig, error) {
+	var serve serveConfig
+	serr := config.Load(path, &serve)
+	if serr == nil {
+		return &serve.caConfig, nil
+	}
+	var signer signerConfig
+	if err := config.Load(path, &signer); err == nil {
+		return &signer.caConfig, nil
+	}
+	return nil, serr
+}
+
 // auditSection reads the audit section of a serve or signer configuration,
 // each decoded strictly as its command would.
 func auditSection(path string) (auditConfig, error) {
@@ -109,15 +125,15 @@ func auditSection(path string) (auditConfig, error) {
 // shutdown), before the command reports success. Without an audit section it
 // does nothing.
 func recordAdmin(cfgPath, typ, command string, data map[string]any) error {
-	var cfg serveConfig
-	if err := config.Load(cfgPath, &cfg); err != nil {
+	cfg, err := adminCAConfig(cfgPath)
+	if err != nil {
 		return err
 	}
 	if !cfg.Audit.enabled() {
 		return nil
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c := &core{cfg: &cfg.caConfig, log: logger}
+	c := &core{cfg: cfg, log: logger}
 	defer c.close()
 	rec, err := c.openAudit(&cfg.Audit, cfg.Audit.adminPath())
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/storage"
 )
@@ -388,6 +389,9 @@ func adminAccountDeactivate(args []string, out io.Writer) error {
 		}
 		return err
 	}
+	if err := recordAdmin(*cfgPath, audit.AccountDeactivated, "account deactivate", map[string]any{"account": a.ID, "by": "operator"}); err != nil {
+		return err
+	}
 	if *asJSON {
 		return writeJSON(out, map[string]string{"account": a.ID, "status": a.Status})
 	}
@@ -454,6 +458,17 @@ func adminRevokeAll(args []string, out io.Writer) error {
 			c.RevokedAt, c.Reason = time.Now().UTC(), code
 		}
 		res.Revoked = append(res.Revoked, s.certRows(ctx, []*storage.Certificate{c})...)
+	}
+	if !*dryRun && len(res.Revoked) > 0 {
+		serials := make([]string, len(res.Revoked))
+		for i, r := range res.Revoked {
+			serials[i] = r.Serial
+		}
+		if err := recordAdmin(*cfgPath, audit.CertRevoked, "revoke-all", map[string]any{
+			"serials": serials, "reason": res.Reason, "by": "operator", "account": *account, "name": *name,
+		}); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		return writeJSON(out, res)

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/anvil-pki/anvil/audit"
 	"io"
 	"net/http"
 	"os"
@@ -304,6 +305,9 @@ func adminCRLRegenerate(args []string, out io.Writer) error {
 		if err := s.admin.RequestCRL(ctx, n, s.now); err != nil {
 			return err
 		}
+	}
+	if err := recordAdmin(*cfgPath, audit.AdminCommand, "crl regenerate", map[string]any{"issuers": []string(names)}); err != nil {
+		return err
 	}
 	if waitFor > 0 {
 		if err := s.waitForCRLs(ctx, names, before, waitFor); err != nil {
