@@ -181,14 +181,14 @@ type ocspResponse struct {
 // the responder's key before the response is returned: an HSM can return a
 // corrupted signature as success.
 //
-// Why by hand, and not golang.org/x/crypto/ocsp.CreateResponse (which parses
-// every response back below): CreateResponse (x/crypto v0.58.0)
+// Why by hand, and not golang.org/x/crypto/ocsp.CreateResponse (its sibling
+// ParseResponse checks every response below): CreateResponse (x/crypto v0.58.0)
 //   - signs with priv.Sign(rand.Reader, ...), with no context: a PKCS#11 C_Sign
 //     that never returns (a hung network HSM, see PITFALLS.md) would hang the
 //     responder. Here an HSM key signs through SignContext, under the caller's
 //     deadline;
 //   - names the responder byName (its subject); Anvil names it byKey, the SHA-1
-//     of the responder's key, as RFC 5019 2.2.3 recommends for responders that
+//     of the responder's key, as RFC 5019 recommends for responders that
 //     answer at volume: shorter, and unchanged when a responder certificate is
 //     reissued under another name;
 //   - puts template.ExtraExtensions in the singleExtensions of the one response,
