@@ -418,7 +418,7 @@ func (ca *CA) checkReplaces(ctx context.Context, acct *storage.Account, certID s
 	rec, cert, err := ca.lookupCertID(ctx, certID)
 	if err != nil {
 		var p *Problem
-		if errors.As(err, &p) && p.Status == 404 {
+		if errors.As(err, &p) && p.Condition == Missing {
 			return Malformed("replaces: %s", p.Detail)
 		}
 		return err
@@ -445,7 +445,7 @@ func (ca *CA) checkReplaces(ctx context.Context, acct *storage.Account, certID s
 	}
 	for _, other := range others {
 		if other.Status != StatusInvalid {
-			p := problem("alreadyReplaced", 409, "certificate %s was already replaced by order %s", certID, other.ID)
+			p := problem("alreadyReplaced", "certificate %s was already replaced by order %s", certID, other.ID)
 			return p
 		}
 	}
