@@ -219,28 +219,13 @@ func (ca *CA) awaitOutcome(ctx context.Context, o *storage.Order, cause error) (
 
 // issuanceFailed maps an issuance error to a problem and puts the order where it
 // belongs: back to ready when the client or a transient failure is to blame
-// (so it can try again), invalid when issuance refused for good.
+// (so it can try again), invalid when issuance refused for good. What each
+// error means is issuance's one table (issuance.Classes), which the signer's
+// wire format reads too.
 func (ca *CA) issuanceFailed(ctx context.Context, o *storage.Order, err error) error {
-	var p *Problem
-	retry := true
-	switch {
-	case errors.Is(err, issuance.ErrBadPublicKey):
-		p = BadPublicKey("%v", err)
-	case errors.Is(err, issuance.ErrBadCSR), errors.Is(err, issuance.ErrBadSignatureAlgorithm), errors.Is(err, issuance.ErrNamesMismatch):
-		p = BadCSR("%v", err)
-	case errors.Is(err, issuance.ErrSignerUnavailable):
-		p = ServiceUnavailable(err, 5*time.Second, "the signer is unavailable; try finalizing again shortly")
-	case errors.Is(err, issuance.ErrRejectedName):
-		p, retry = RejectedIdentifier("%v", err), false
-	case errors.Is(err, issuance.ErrUnknownProfile):
-		p, retry = InvalidProfile("%v", err), false
-	case errors.Is(err, issuance.ErrRequesterConflict):
-		p, retry = OrderNotReady("this order already has a certificate for another key or other names: %v", err), false
-	case errors.Is(err, issuance.ErrLint):
-		p, retry = ServerInternal(err, "the certificate failed a pre-issuance lint; nothing was signed"), false
-	default:
-		p = ServerInternal(err, "issuance failed")
-	}
+	c := issuance.Classify(err)
+	p := issuanceProblem(c, err)
+	retry := !c.Final
 	next := *o
 	next.UpdatedAt = ca.now()
 	next.LeaseUntil = time.Time{}
@@ -261,6 +246,19 @@ func (ca *CA) issuanceFailed(ctx context.Context, o *storage.Order, err error) e
 		}
 	}
 	return p
+}
+
+// issuanceProblem is the problem an issuance error of class c shows the
+// client: an internal one hides the error (it goes to the log), a transient
+// one says when to try again.
+func issuanceProblem(c issuance.Class, err error) *Problem {
+	switch {
+	case c.Transient:
+		return ServiceUnavailable(err, 5*time.Second, "%s", c.Detail)
+	case c.Problem == "serverInternal":
+		return ServerInternal(err, "%s", c.Detail)
+	}
+	return problem(c.Problem, "%s%v", c.Detail, err)
 }
 
 // resumeFinalize completes an order whose finalizing node died: if the ledger
