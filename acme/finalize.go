@@ -132,29 +132,36 @@ func preflightCSR(der []byte, o *storage.Order, accountKey *jose.JSONWebKey) *Pr
 	if k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && accountKey != nil && k.Equal(accountKey.Key) {
 		return BadCSR("the CSR's public key is the account key; use a separate key for the certificate")
 	}
-	var want, got []string
-	for _, id := range o.Identifiers {
-		want = append(want, id.Type+":"+id.Value)
-	}
-	for _, n := range csr.DNSNames {
-		got = append(got, "dns:"+strings.ToLower(n))
-	}
-	for _, ip := range csr.IPAddresses {
-		if v4 := ip.To4(); v4 != nil {
-			ip = v4
-		}
-		got = append(got, "ip:"+ip.String())
-	}
-	if cn := strings.ToLower(csr.Subject.CommonName); cn != "" && !slices.Contains(got, "dns:"+cn) && !slices.Contains(got, "ip:"+cn) {
+	got := issuance.NamesOf(csr.DNSNames, csr.IPAddresses)
+	if cn := strings.ToLower(csr.Subject.CommonName); cn != "" && !slices.Contains(got.DNS, cn) && !slices.ContainsFunc(got.IPs, func(ip net.IP) bool { return ip.String() == cn }) {
 		return BadCSR("the CSR's common name %q is not among its names", csr.Subject.CommonName)
 	}
-	slices.Sort(want)
-	slices.Sort(got)
-	got = slices.Compact(got)
-	if !slices.Equal(want, got) {
-		return BadCSR("the CSR names %s but the order is for %s", strings.Join(got, ", "), strings.Join(want, ", "))
+	var wantDNS []string
+	var wantIPs []net.IP
+	for _, id := range o.Identifiers {
+		switch id.Type {
+		case "dns":
+			wantDNS = append(wantDNS, id.Value)
+		case "ip":
+			wantIPs = append(wantIPs, net.ParseIP(id.Value))
+		}
+	}
+	if want := issuance.NamesOf(wantDNS, wantIPs); !got.Equal(want) {
+		return BadCSR("the CSR names %s but the order is for %s", identList(got), identList(want))
 	}
 	return nil
+}
+
+// identList lists names as identifiers, "dns:a.example, ip:192.0.2.1".
+func identList(n issuance.Names) string {
+	var out []string
+	for _, d := range n.DNS {
+		out = append(out, "dns:"+d)
+	}
+	for _, ip := range n.IPs {
+		out = append(out, "ip:"+ip.String())
+	}
+	return strings.Join(out, ", ")
 }
 
 // issue runs issuance for an order this node holds in processing, and records

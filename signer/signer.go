@@ -28,8 +28,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
 
 	"github.com/anvil-pki/anvil/issuance"
 )
@@ -107,23 +105,9 @@ func matches(cert *x509.Certificate, spki []byte, dnsNames []string, ips []net.I
 	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
 		return errors.New("the certificate is for another public key")
 	}
-	var want, got []string
-	for _, n := range dnsNames {
-		want = append(want, "dns:"+strings.ToLower(n))
-	}
-	for _, ip := range ips {
-		want = append(want, "ip:"+ip.String())
-	}
-	for _, n := range cert.DNSNames {
-		got = append(got, "dns:"+strings.ToLower(n))
-	}
-	for _, ip := range cert.IPAddresses {
-		got = append(got, "ip:"+ip.String())
-	}
-	slices.Sort(want)
-	slices.Sort(got)
-	if !slices.Equal(slices.Compact(want), slices.Compact(got)) {
-		return fmt.Errorf("the certificate names %v, the request %v", got, want)
+	got, want := issuance.NamesOf(cert.DNSNames, cert.IPAddresses), issuance.NamesOf(dnsNames, ips)
+	if !got.Equal(want) {
+		return fmt.Errorf("the certificate names %s, the request %s", got, want)
 	}
 	return nil
 }
