@@ -5,7 +5,8 @@
 // and hands typed values to package acme, then renders what comes back.
 //
 // Only this package turns an *acme.Problem into application/problem+json with
-// its HTTP status; internal causes go to the log, never to the client.
+// its HTTP status, in one place (problems.go) that api/legacy uses too;
+// internal causes go to the log, never to the client.
 package api
 
 import (
