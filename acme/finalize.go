@@ -42,7 +42,7 @@ func (ca *CA) Finalize(ctx context.Context, acct *storage.Account, accountKey *j
 	// moves or a serial is reserved: the order stays ready to retry.
 	if a, ok := ca.issuer.(signerAvailability); ok {
 		if err := a.SignerAvailable(csrDER); err != nil {
-			return nil, ServiceUnavailable(err, 5*time.Second, "the signer is unavailable; try finalizing again shortly")
+			return nil, issuanceProblem(issuance.Classify(err), err)
 		}
 	}
 	if err := ca.recheckCAA(ctx, acct, o, authzs); err != nil {
