@@ -201,7 +201,7 @@ func TestConcurrentFinalizeIssuesOnce(t *testing.T) {
 // stays processing meanwhile and ends valid.
 func TestValidationRetried(t *testing.T) {
 	e := newEnv(t, func(c *acme.Config) { c.InlineValidation = 0 })
-	e.val.results["retry.example.com"] = []error{&acme.ValidationError{Type: "connection", Detail: "refused", Retryable: true}}
+	e.val.results["retry.example.com"] = []error{&acme.ValidationError{Type: "connection", Detail: "refused"}}
 	o, err := e.ca.NewOrder(context.Background(), e.acct, acme.NewOrderRequest{Identifiers: []acme.Identifier{{Type: "dns", Value: "retry.example.com"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/anvil-pki/anvil/audit"
@@ -166,7 +165,7 @@ func (ca *Core) validate(ctx context.Context, ch *storage.Challenge, authz *stor
 		ca.log.Error("validation error", "challenge", ch.ID, "error", verr)
 	}
 	ch.Error = problemJSON(validationProblem(ve))
-	if ve.Retryable && ch.Attempts < ca.cfg.ValidationAttempts {
+	if ve.Retryable() && ch.Attempts < ca.cfg.ValidationAttempts {
 		ch.NextAttempt = now.Add(ca.cfg.RetryBackoff << (ch.Attempts - 1))
 		ca.log.Info("validation will be retried", "challenge", ch.ID, "identifier", authz.Identifier.Value,
 			"attempt", ch.Attempts, "error", ve.Error(), "next", ch.NextAttempt)
@@ -246,11 +245,7 @@ func replaceChallenge(chs []*storage.Challenge, c *storage.Challenge) []*storage
 // validationProblem turns a validation failure into the problem stored on the
 // challenge.
 func validationProblem(ve *ValidationError) *Problem {
-	status := http.StatusBadRequest
-	if ve.Type == "unauthorized" || ve.Type == "caa" {
-		status = http.StatusForbidden
-	}
-	return &Problem{Type: ProblemNS + ve.Type, Detail: ve.Detail, Status: status}
+	return &Problem{Type: ProblemNS + ve.Type, Detail: ve.Detail}
 }
 
 // problemJSON encodes a problem for storage.

@@ -68,15 +68,36 @@ type ContactReporter interface {
 }
 
 // ValidationError is a failed validation as the client will see it: an RFC 8555
-// error type (without namespace) and a detail. Retryable failures (connection,
-// DNS, TLS) are tried again before the challenge becomes invalid.
+// error type (without namespace) and a detail.
 type ValidationError struct {
-	Type      string
-	Detail    string
-	Retryable bool
+	Type   string
+	Detail string
 }
 
 func (e *ValidationError) Error() string { return e.Type + ": " + e.Detail }
+
+// The RFC 8555 6.7 error types of a validation that failed to reach the
+// applicant's server at all.
+const (
+	ProblemConnection = "connection"
+	ProblemDNS        = "dns"
+	ProblemTLS        = "tls"
+)
+
+// Retryable says whether the validation is tried again (up to
+// Config.ValidationAttempts) before the challenge becomes invalid. Only a
+// failure to reach the applicant's server (connection, dns, tls) may pass on a
+// second try a few seconds later; an answer that was wrong (incorrectResponse,
+// unauthorized) or a CAA refusal stands, and retrying it would only delay the
+// client's next order. acme decides this by the RFC 8555 type, the one
+// vocabulary it shares with whichever validator cmd/anvil wires in.
+func (e *ValidationError) Retryable() bool {
+	switch e.Type {
+	case ProblemConnection, ProblemDNS, ProblemTLS:
+		return true
+	}
+	return false
+}
 
 // Config tunes the protocol core.
 type Config struct {

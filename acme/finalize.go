@@ -42,7 +42,7 @@ func (ca *Core) Finalize(ctx context.Context, acct *storage.Account, accountKey 
 	// moves or a serial is reserved: the order stays ready to retry.
 	if a, ok := ca.issuer.(signerAvailability); ok {
 		if err := a.SignerAvailable(csrDER); err != nil {
-			return nil, ServiceUnavailable(err, 5*time.Second, "the signer is unavailable; try finalizing again shortly")
+			return nil, issuanceProblem(issuance.Classify(err), err)
 		}
 	}
 	if err := ca.recheckCAA(ctx, acct, o, authzs); err != nil {
@@ -132,29 +132,36 @@ func preflightCSR(der []byte, o *storage.Order, accountKey *jose.JSONWebKey) *Pr
 	if k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && accountKey != nil && k.Equal(accountKey.Key) {
 		return BadCSR("the CSR's public key is the account key; use a separate key for the certificate")
 	}
-	var want, got []string
-	for _, id := range o.Identifiers {
-		want = append(want, id.Type+":"+id.Value)
-	}
-	for _, n := range csr.DNSNames {
-		got = append(got, "dns:"+strings.ToLower(n))
-	}
-	for _, ip := range csr.IPAddresses {
-		if v4 := ip.To4(); v4 != nil {
-			ip = v4
-		}
-		got = append(got, "ip:"+ip.String())
-	}
-	if cn := strings.ToLower(csr.Subject.CommonName); cn != "" && !slices.Contains(got, "dns:"+cn) && !slices.Contains(got, "ip:"+cn) {
+	got := issuance.NamesOf(csr.DNSNames, csr.IPAddresses)
+	if cn := strings.ToLower(csr.Subject.CommonName); cn != "" && !slices.Contains(got.DNS, cn) && !slices.ContainsFunc(got.IPs, func(ip net.IP) bool { return ip.String() == cn }) {
 		return BadCSR("the CSR's common name %q is not among its names", csr.Subject.CommonName)
 	}
-	slices.Sort(want)
-	slices.Sort(got)
-	got = slices.Compact(got)
-	if !slices.Equal(want, got) {
-		return BadCSR("the CSR names %s but the order is for %s", strings.Join(got, ", "), strings.Join(want, ", "))
+	var wantDNS []string
+	var wantIPs []net.IP
+	for _, id := range o.Identifiers {
+		switch id.Type {
+		case "dns":
+			wantDNS = append(wantDNS, id.Value)
+		case "ip":
+			wantIPs = append(wantIPs, net.ParseIP(id.Value))
+		}
+	}
+	if want := issuance.NamesOf(wantDNS, wantIPs); !got.Equal(want) {
+		return BadCSR("the CSR names %s but the order is for %s", identList(got), identList(want))
 	}
 	return nil
+}
+
+// identList lists names as identifiers, "dns:a.example, ip:192.0.2.1".
+func identList(n issuance.Names) string {
+	var out []string
+	for _, d := range n.DNS {
+		out = append(out, "dns:"+d)
+	}
+	for _, ip := range n.IPs {
+		out = append(out, "ip:"+ip.String())
+	}
+	return strings.Join(out, ", ")
 }
 
 // issue runs issuance for an order this node holds in processing, and records
@@ -219,28 +226,13 @@ func (ca *Core) awaitOutcome(ctx context.Context, o *storage.Order, cause error)
 
 // issuanceFailed maps an issuance error to a problem and puts the order where it
 // belongs: back to ready when the client or a transient failure is to blame
-// (so it can try again), invalid when issuance refused for good.
+// (so it can try again), invalid when issuance refused for good. What each
+// error means is issuance's one table (issuance.Classes), which the signer's
+// wire format reads too.
 func (ca *Core) issuanceFailed(ctx context.Context, o *storage.Order, err error) error {
-	var p *Problem
-	retry := true
-	switch {
-	case errors.Is(err, issuance.ErrBadPublicKey):
-		p = BadPublicKey("%v", err)
-	case errors.Is(err, issuance.ErrBadCSR), errors.Is(err, issuance.ErrBadSignatureAlgorithm), errors.Is(err, issuance.ErrNamesMismatch):
-		p = BadCSR("%v", err)
-	case errors.Is(err, issuance.ErrSignerUnavailable):
-		p = ServiceUnavailable(err, 5*time.Second, "the signer is unavailable; try finalizing again shortly")
-	case errors.Is(err, issuance.ErrRejectedName):
-		p, retry = RejectedIdentifier("%v", err), false
-	case errors.Is(err, issuance.ErrUnknownProfile):
-		p, retry = InvalidProfile("%v", err), false
-	case errors.Is(err, issuance.ErrRequesterConflict):
-		p, retry = OrderNotReady("this order already has a certificate for another key or other names: %v", err), false
-	case errors.Is(err, issuance.ErrLint):
-		p, retry = ServerInternal(err, "the certificate failed a pre-issuance lint; nothing was signed"), false
-	default:
-		p = ServerInternal(err, "issuance failed")
-	}
+	c := issuance.Classify(err)
+	p := issuanceProblem(c, err)
+	retry := !c.Final
 	next := *o
 	next.UpdatedAt = ca.now()
 	next.LeaseUntil = time.Time{}
@@ -261,6 +253,19 @@ func (ca *Core) issuanceFailed(ctx context.Context, o *storage.Order, err error)
 		}
 	}
 	return p
+}
+
+// issuanceProblem is the problem an issuance error of class c shows the
+// client: an internal one hides the error (it goes to the log), a transient
+// one says when to try again.
+func issuanceProblem(c issuance.Class, err error) *Problem {
+	switch {
+	case c.Transient:
+		return ServiceUnavailable(err, 5*time.Second, "%s", c.Detail)
+	case c.Problem == "serverInternal":
+		return ServerInternal(err, "%s", c.Detail)
+	}
+	return problem(c.Problem, "%s%v", c.Detail, err)
 }
 
 // resumeFinalize completes an order whose finalizing node died: if the ledger

@@ -2,7 +2,6 @@ package acme_test
 
 import (
 	"context"
-	"net/http"
 	"testing"
 
 	"github.com/anvil-pki/anvil/acme"
@@ -23,8 +22,8 @@ func TestFinalizeFailsFastWhenTokenDown(t *testing.T) {
 	}
 	_, err = e.ca.Finalize(context.Background(), e.acct, e.key, o.ID, csrFor(t, "down.example.com"))
 	p, ok := err.(*acme.Problem)
-	if !ok || problemType(err) != "serverInternal" || p.Status != http.StatusServiceUnavailable || p.RetryAfter <= 0 {
-		t.Fatalf("finalize with the token down: %v; want a 503 serverInternal problem with Retry-After", err)
+	if !ok || problemType(err) != "serverInternal" || p.Condition != acme.Unavailable || p.RetryAfter <= 0 {
+		t.Fatalf("finalize with the token down: %v; want an Unavailable serverInternal problem with Retry-After", err)
 	}
 	certs, err := e.store.CertificatesForOrder(context.Background(), o.ID)
 	if err != nil || len(certs) != 0 {

@@ -81,7 +81,7 @@ func (ca *Core) LegacyIssue(ctx context.Context, acct *storage.Account, accountK
 		a, err := ca.Authorization(ctx, acct, id)
 		if err != nil {
 			var p *Problem
-			if errors.As(err, &p) && p.Status == 404 {
+			if errors.As(err, &p) && p.Condition == Missing {
 				return nil, Unauthorized("authorization %s does not exist", id)
 			}
 			return nil, err

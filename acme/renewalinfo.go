@@ -85,7 +85,7 @@ func (ca *Core) checkReplaces(ctx context.Context, acct *storage.Account, certID
 	rec, cert, err := ca.lookupCertID(ctx, certID)
 	if err != nil {
 		var p *Problem
-		if errors.As(err, &p) && p.Status == 404 {
+		if errors.As(err, &p) && p.Condition == Missing {
 			return Malformed("replaces: %s", p.Detail)
 		}
 		return err
@@ -112,7 +112,7 @@ func (ca *Core) checkReplaces(ctx context.Context, acct *storage.Account, certID
 	}
 	for _, other := range others {
 		if other.Status != StatusInvalid {
-			p := problem("alreadyReplaced", 409, "certificate %s was already replaced by order %s", certID, other.ID)
+			p := problem("alreadyReplaced", "certificate %s was already replaced by order %s", certID, other.ID)
 			return p
 		}
 	}

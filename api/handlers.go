@@ -43,7 +43,7 @@ func (s *Server) orderView(o *storage.Order) orderView {
 		Expires:     o.Expires.UTC().Format(time.RFC3339),
 		Identifiers: o.Identifiers,
 		Finalize:    s.url(orderPath + o.ID + "/finalize"),
-		Error:       o.Error,
+		Error:       storedProblem(o.Error),
 		Profile:     o.Profile,
 		Replaces:    o.Replaces,
 	}
@@ -66,7 +66,7 @@ type challengeView struct {
 }
 
 func (s *Server) challengeView(c *storage.Challenge) challengeView {
-	v := challengeView{Type: c.Type, URL: s.url(challengePath + c.ID), Status: c.Status, Token: c.Token, Error: c.Error}
+	v := challengeView{Type: c.Type, URL: s.url(challengePath + c.ID), Status: c.Status, Token: c.Token, Error: storedProblem(c.Error)}
 	if !c.Validated.IsZero() {
 		v.Validated = c.Validated.UTC().Format(time.RFC3339)
 	}

@@ -107,18 +107,14 @@ func (s *Server) validPOSTRequest(r *http.Request) ([]byte, error) {
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct != "application/jose+json" {
-		p := acme.Malformed("Content-Type must be application/jose+json")
-		p.Status = http.StatusUnsupportedMediaType
-		return nil, p
+		return nil, WithStatus(http.StatusUnsupportedMediaType, acme.Malformed("Content-Type must be application/jose+json"))
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
 	if err != nil {
 		return nil, acme.Malformed("reading the request body: %v", err)
 	}
 	if int64(len(body)) > s.cfg.MaxBodyBytes {
-		p := acme.Malformed("request body is larger than %d bytes", s.cfg.MaxBodyBytes)
-		p.Status = http.StatusRequestEntityTooLarge
-		return nil, p
+		return nil, WithStatus(http.StatusRequestEntityTooLarge, acme.Malformed("request body is larger than %d bytes", s.cfg.MaxBodyBytes))
 	}
 	return body, nil
 }

@@ -5,7 +5,8 @@
 // and hands typed values to package acme, then renders what comes back.
 //
 // Only this package turns an *acme.Problem into application/problem+json with
-// its HTTP status; internal causes go to the log, never to the client.
+// its HTTP status, in one place (problems.go) that api/legacy uses too;
+// internal causes go to the log, never to the client.
 package api
 
 import (
@@ -113,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 	r.MethodNotAllowedHandler = s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		allowed := s.allowedMethods(r)
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		return acme.MethodNotAllowed("method %s is not allowed here; use %s", r.Method, strings.Join(allowed, " or "))
+		return WithStatus(http.StatusMethodNotAllowed, acme.Malformed("method %s is not allowed here; use %s", r.Method, strings.Join(allowed, " or ")))
 	}, false)
 	r.NotFoundHandler = s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return acme.NotFound("no resource at %s", r.URL.Path)
@@ -167,15 +168,9 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error, isPOST
 func link(url, rel string) string { return "<" + url + `>;rel="` + rel + `"` }
 
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
-	var p *acme.Problem
-	if !errors.As(err, &p) {
-		p = acme.ServerInternal(err, "internal error")
-	}
-	if p.Status == 0 {
-		p.Status = http.StatusBadRequest
-	}
+	p, status := ResolveProblem(err)
 	s.obs.ObserveProblem(p.Type)
-	if p.Status >= 500 || p.Cause != nil {
+	if status >= 500 || p.Cause != nil {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "problem", p.Type, "detail", p.Detail, "cause", errString(p.Cause))
 	}
 	if p.RetryAfter > 0 {
@@ -185,8 +180,8 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 		w.Header().Set("Location", p.Location)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	json.NewEncoder(w).Encode(p)
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(newProblemDocument(p, status))
 }
 
 // strconvSeconds renders a duration as whole seconds, rounded up, for

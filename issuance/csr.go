@@ -98,37 +98,17 @@ func sortIPs(ips []net.IP) {
 }
 
 // SameNames reports whether the CSR names exactly the given (canonical,
-// possibly unsorted) names: no more, no fewer.
+// possibly unsorted) names: no more, no fewer. An authorised IP address that
+// no certificate may carry is refused as such first.
 func (c *CheckedCSR) SameNames(dnsNames []string, ips []net.IP) error {
-	want := slices.Clone(dnsNames)
-	for i := range want {
-		want[i] = strings.ToLower(want[i])
-	}
-	slices.Sort(want)
-	want = slices.Compact(want)
-	wantIPs := make([]net.IP, 0, len(ips))
 	for _, ip := range ips {
-		n, err := NormalizeIP(ip)
-		if err != nil {
+		if _, err := NormalizeIP(ip); err != nil {
 			return err
 		}
-		wantIPs = append(wantIPs, n)
 	}
-	sortIPs(wantIPs)
-	wantIPs = slices.CompactFunc(wantIPs, net.IP.Equal)
-	if !slices.Equal(want, c.DNSNames) || !slices.EqualFunc(wantIPs, c.IPAddresses, net.IP.Equal) {
-		return fmt.Errorf("%w: CSR has %s; authorised %s", ErrNamesMismatch, describeNames(c.DNSNames, c.IPAddresses), describeNames(want, wantIPs))
+	got, want := NamesOf(c.DNSNames, c.IPAddresses), NamesOf(dnsNames, ips)
+	if !got.Equal(want) {
+		return fmt.Errorf("%w: CSR has %s; authorised %s", ErrNamesMismatch, got, want)
 	}
 	return nil
-}
-
-func describeNames(dns []string, ips []net.IP) string {
-	all := slices.Clone(dns)
-	for _, ip := range ips {
-		all = append(all, ip.String())
-	}
-	if len(all) == 0 {
-		return "no names"
-	}
-	return "[" + strings.Join(all, ", ") + "]"
 }

@@ -180,6 +180,24 @@ type ocspResponse struct {
 // Sign makes a signed OCSP response for e. The signature is verified against
 // the responder's key before the response is returned: an HSM can return a
 // corrupted signature as success.
+//
+// Why by hand, and not golang.org/x/crypto/ocsp.CreateResponse (its sibling
+// ParseResponse checks every response below): CreateResponse (x/crypto v0.58.0)
+//   - signs with priv.Sign(rand.Reader, ...), with no context: a PKCS#11 C_Sign
+//     that never returns (a hung network HSM, see PITFALLS.md) would hang the
+//     responder. Here an HSM key signs through SignContext, under the caller's
+//     deadline;
+//   - names the responder byName (its subject); Anvil names it byKey, the SHA-1
+//     of the responder's key, as RFC 5019 recommends for responders that
+//     answer at volume: shorter, and unchanged when a responder certificate is
+//     reissued under another name;
+//   - puts template.ExtraExtensions in the singleExtensions of the one response,
+//     while RFC 6960 4.4.1 carries the nonce in the responseExtensions, where
+//     clients look for it;
+//   - truncates producedAt to the minute, which can put it before a thisUpdate
+//     taken within the same minute.
+//
+// The structures above are the six RFC 6960 4.2.1 types that this needs.
 func (o *OCSPSigner) Sign(ctx context.Context, e OCSPEntry) ([]byte, error) {
 	hashAlg, hashOID := crypto.SHA1, oidSHA1
 	if e.CertIDHash == crypto.SHA256 {

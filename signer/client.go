@@ -217,12 +217,11 @@ func (c *Client) once(ctx context.Context, method, path string, payload []byte, 
 	if json.Unmarshal(body, &p) != nil {
 		p = Problem{Kind: "internal", Detail: fmt.Sprintf("HTTP %d", resp.StatusCode)}
 	}
-	if kindErr := errorOf(p.Kind); kindErr != nil {
-		// Only these say for sure that nothing was signed, or that the
-		// ledger will answer the same request; after "ledger" or
+	if kindErr, transient := errorOf(p.Kind); kindErr != nil {
+		// Only a transient kind says for sure that nothing was signed, or
+		// that the ledger will answer the same request; after "ledger" or
 		// "signature" the HSM may have signed, and a retry could sign again.
-		retry := p.Kind == "signerUnavailable" || p.Kind == "inProgress"
-		return retry, fmt.Errorf("%w: signer: %s", kindErr, p.Detail)
+		return transient, fmt.Errorf("%w: signer: %s", kindErr, p.Detail)
 	}
 	if resp.StatusCode >= 500 {
 		// An answer that does not say what happened counts as none: a read

@@ -28,8 +28,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
 
 	"github.com/anvil-pki/anvil/issuance"
 )
@@ -76,44 +74,29 @@ type Problem struct {
 	Detail string `json:"detail"`
 }
 
-// kinds maps issuance's error categories to wire names and HTTP statuses.
-var kinds = []struct {
-	name   string
-	err    error
-	status int
-}{
-	{"badCSR", issuance.ErrBadCSR, http.StatusBadRequest},
-	{"badPublicKey", issuance.ErrBadPublicKey, http.StatusBadRequest},
-	{"badSignatureAlgorithm", issuance.ErrBadSignatureAlgorithm, http.StatusBadRequest},
-	{"namesMismatch", issuance.ErrNamesMismatch, http.StatusBadRequest},
-	{"rejectedName", issuance.ErrRejectedName, http.StatusForbidden},
-	{"unknownProfile", issuance.ErrUnknownProfile, http.StatusBadRequest},
-	{"lint", issuance.ErrLint, http.StatusUnprocessableEntity},
-	{"ledger", issuance.ErrLedger, http.StatusServiceUnavailable},
-	{"signerUnavailable", issuance.ErrSignerUnavailable, http.StatusServiceUnavailable},
-	{"inProgress", issuance.ErrOutcomeUnknown, http.StatusServiceUnavailable},
-	{"conflict", issuance.ErrRequesterConflict, http.StatusConflict},
-	{"signature", issuance.ErrSignature, http.StatusInternalServerError},
-}
-
-// kindOf classifies an issuance error.
+// kindOf classifies an issuance error for the wire: its kind is the name of
+// its class in issuance's one table of errors, the status follows from who is
+// to blame.
 func kindOf(err error) (string, int) {
-	for _, k := range kinds {
-		if errors.Is(err, k.err) {
-			return k.name, k.status
-		}
-	}
-	return "internal", http.StatusInternalServerError
+	c := issuance.Classify(err)
+	return c.Name, faultStatus[c.Fault]
 }
 
-// errorOf rebuilds an error of the named kind on the client side.
-func errorOf(kind string) error {
-	for _, k := range kinds {
-		if k.name == kind {
-			return k.err
-		}
-	}
-	return nil
+// faultStatus is the HTTP status the signer answers an issuance error with.
+var faultStatus = map[issuance.Fault]int{
+	issuance.FaultInternal:    http.StatusInternalServerError,
+	issuance.FaultRequest:     http.StatusBadRequest,
+	issuance.FaultPolicy:      http.StatusForbidden,
+	issuance.FaultLint:        http.StatusUnprocessableEntity,
+	issuance.FaultConflict:    http.StatusConflict,
+	issuance.FaultUnavailable: http.StatusServiceUnavailable,
+}
+
+// errorOf rebuilds an error of the named kind on the client side, and says
+// whether the request may be sent again as it is.
+func errorOf(kind string) (err error, transient bool) {
+	c, ok := issuance.ClassNamed(kind)
+	return c.Err, ok && c.Transient
 }
 
 // matches checks that cert is for the key and the names of a request: what a
@@ -122,23 +105,9 @@ func matches(cert *x509.Certificate, spki []byte, dnsNames []string, ips []net.I
 	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
 		return errors.New("the certificate is for another public key")
 	}
-	var want, got []string
-	for _, n := range dnsNames {
-		want = append(want, "dns:"+strings.ToLower(n))
-	}
-	for _, ip := range ips {
-		want = append(want, "ip:"+ip.String())
-	}
-	for _, n := range cert.DNSNames {
-		got = append(got, "dns:"+strings.ToLower(n))
-	}
-	for _, ip := range cert.IPAddresses {
-		got = append(got, "ip:"+ip.String())
-	}
-	slices.Sort(want)
-	slices.Sort(got)
-	if !slices.Equal(slices.Compact(want), slices.Compact(got)) {
-		return fmt.Errorf("the certificate names %v, the request %v", got, want)
+	got, want := issuance.NamesOf(cert.DNSNames, cert.IPAddresses), issuance.NamesOf(dnsNames, ips)
+	if !got.Equal(want) {
+		return fmt.Errorf("the certificate names %s, the request %s", got, want)
 	}
 	return nil
 }

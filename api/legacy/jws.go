@@ -53,9 +53,7 @@ func (s *Server) verify(r *http.Request) (*signed, error) {
 		return nil, acme.Malformed("reading the request body: %v", err)
 	}
 	if int64(len(body)) > s.cfg.MaxBodyBytes {
-		p := acme.Malformed("request body is larger than %d bytes", s.cfg.MaxBodyBytes)
-		p.Status = http.StatusRequestEntityTooLarge
-		return nil, p
+		return nil, api.WithStatus(http.StatusRequestEntityTooLarge, acme.Malformed("request body is larger than %d bytes", s.cfg.MaxBodyBytes))
 	}
 	var members map[string]json.RawMessage
 	if err := api.DecodeStrict(body, &members); err != nil {

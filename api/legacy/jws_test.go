@@ -175,8 +175,7 @@ func TestVerifyRefuses(t *testing.T) {
 		p := good()
 		p.payload = `{"resource":"new-authz","x":"` + strings.Repeat("a", 70<<10) + `"}`
 		_, err := s.post(t, newAuthzPath, p.body(t))
-		var pr *acme.Problem
-		if !errors.As(err, &pr) || pr.Status != 413 {
+		if _, status := api.ResolveProblem(err); status != 413 {
 			t.Fatalf("got %v, want 413", err)
 		}
 	})

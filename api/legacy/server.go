@@ -102,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 	r.Handle(certPath+"{serial}/issuer", s.handle(s.issuerCertificate)).Methods(http.MethodGet)
 	r.Handle(revokePath, s.handle(s.revokeCert)).Methods(http.MethodPost)
 	r.MethodNotAllowedHandler = s.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return acme.MethodNotAllowed("method %s is not allowed on %s", r.Method, r.URL.Path)
+		return api.WithStatus(http.StatusMethodNotAllowed, acme.Malformed("method %s is not allowed on %s", r.Method, r.URL.Path))
 	})
 	r.NotFoundHandler = s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return acme.NotFound("no resource at %s", r.URL.Path)
@@ -161,14 +161,10 @@ type v1Subproblem struct {
 }
 
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
-	var p *acme.Problem
-	if !errors.As(err, &p) {
-		p = acme.ServerInternal(err, "internal error")
-	}
-	if p.Status == 0 {
-		p.Status = http.StatusBadRequest
-	}
-	if p.Status >= 500 || p.Cause != nil {
+	// The status is ACME v2's for the same problem (api.ResolveProblem); only
+	// the type's namespace differs.
+	p, status := api.ResolveProblem(err)
+	if status >= 500 || p.Cause != nil {
 		s.log.Error("legacy request failed", "method", r.Method, "path", r.URL.Path, "problem", p.Type, "detail", p.Detail, "cause", errString(p.Cause))
 	}
 	if p.RetryAfter > 0 {
@@ -177,17 +173,17 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	if p.Location != "" {
 		w.Header().Set("Location", p.Location)
 	}
-	out := v1Problem{Type: acme.LegacyProblemType(p.Type), Detail: p.Detail, Status: p.Status, Algorithms: p.Algorithms}
+	out := v1Problem{Type: acme.LegacyProblemType(p.Type), Detail: p.Detail, Status: status, Algorithms: p.Algorithms}
 	for _, sp := range p.Subproblems {
 		out.Subproblems = append(out.Subproblems, v1Subproblem{Type: acme.LegacyProblemType(sp.Type), Detail: sp.Detail, Identifier: sp.Identifier})
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
+	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(out)
 }
 
 // legacyError rewrites a stored RFC 8555 problem (a challenge's error) in the
-// v1 namespace.
+// v1 namespace, with the status of its type.
 func legacyError(raw []byte) json.RawMessage {
 	if len(raw) == 0 {
 		return nil
@@ -196,6 +192,7 @@ func legacyError(raw []byte) json.RawMessage {
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return nil
 	}
+	p.Status = api.ProblemStatus(&acme.Problem{Type: p.Type})
 	p.Type = acme.LegacyProblemType(p.Type)
 	for i := range p.Subproblems {
 		p.Subproblems[i].Type = acme.LegacyProblemType(p.Subproblems[i].Type)

@@ -422,10 +422,11 @@ func convertValidationError(err error) error {
 	if err == nil {
 		return nil
 	}
+	// validation's problem types are RFC 8555's; acme decides by them which
+	// failures are retried (acme.ValidationError.Retryable).
 	var p *validation.Problem
 	if errors.As(err, &p) {
-		retry := p.Type == "connection" || p.Type == "dns" || p.Type == "tls"
-		return &acme.ValidationError{Type: p.Type, Detail: p.Detail, Retryable: retry}
+		return &acme.ValidationError{Type: p.Type, Detail: p.Detail}
 	}
 	return err
 }
