@@ -9,7 +9,6 @@ import (
 	"sort"
 	"sync/atomic"
 
-	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
@@ -18,6 +17,7 @@ import (
 	"github.com/anvil-pki/anvil/policy"
 	"github.com/anvil-pki/anvil/revocation"
 	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/ledger"
 	"github.com/anvil-pki/anvil/storage/postgres"
 	"github.com/anvil-pki/anvil/storage/sqlite"
 )
@@ -155,7 +155,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	}
 	if c.svc, err = issuance.NewService(issuance.ServiceConfig{
 		Issuers: c.issuers, Profiles: c.profiles, DefaultProfile: cfg.DefaultProfile,
-		Ledger: auditedLedger{acme.Ledger{Store: c.store, Holder: cfg.nodeID()}, c.audit}, Policy: c.rules,
+		Ledger: auditedLedger{ledger.Issuance{Store: c.store, Holder: cfg.nodeID()}, c.audit}, Policy: c.rules,
 		SerialPrefix: byte(cfg.SerialPrefix), Logger: logger, Observer: c.metrics,
 	}); err != nil {
 		return nil, err

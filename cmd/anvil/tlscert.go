@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/storage/ledger"
 )
 
 type atomicCert struct {
@@ -37,7 +37,7 @@ func (s *server) ensureTLSCertificate(ctx context.Context, issuers []*issuance.I
 	if len(s.cfg.TLS.IssueFor) > 0 {
 		svc, err := issuance.NewService(issuance.ServiceConfig{
 			Issuers: issuers, Profiles: profiles, DefaultProfile: s.cfg.DefaultProfile,
-			Ledger: acme.Ledger{Store: s.store}, SerialPrefix: byte(s.cfg.SerialPrefix), Logger: s.log,
+			Ledger: ledger.Issuance{Store: s.store}, SerialPrefix: byte(s.cfg.SerialPrefix), Logger: s.log,
 		})
 		if err != nil {
 			return nil, err
