@@ -47,13 +47,7 @@ type caConfig struct {
 
 // validateIssuance checks the sections that in-process issuance needs.
 func (c *caConfig) validateIssuance(p *config.Problems) {
-	p.Require("hsm.module", c.HSM.Module)
-	if c.HSM.PIN.IsZero() {
-		p.Addf("hsm.pin", "give file or env")
-	}
-	if c.HSM.MaxSessions == 1 || c.HSM.MaxSessions < 0 {
-		p.Addf("hsm.max_sessions", "must be at least 2: every session counts, one holds the login and the others sign")
-	}
+	c.HSM.validate(p)
 	if len(c.Issuers) == 0 {
 		p.Addf("issuers", "at least one issuer is required")
 	}
@@ -86,18 +80,12 @@ func (c *caConfig) validateIssuance(p *config.Problems) {
 	}
 }
 
-// validateDatabase checks the database section.
-func (c *caConfig) validateDatabase(p *config.Problems) {
-	switch c.Database.Driver {
-	case "sqlite", "postgres":
-	case "":
-		p.Addf("database.driver", "is required (sqlite or postgres)")
-	default:
-		p.Addf("database.driver", "%q: want sqlite or postgres", c.Database.Driver)
-	}
-	if (c.Database.DSN == "") == (c.Database.DSNEnv == "") {
-		p.Addf("database.dsn", "give exactly one of dsn and dsn_env")
-	}
+// validateShared checks the sections every command of a CA reads the same
+// way, whether or not it issues: database, audit, pki.
+func (c *caConfig) validateShared(p *config.Problems) {
+	c.Database.validate(p)
+	c.Audit.validate(p)
+	c.PKI.validate(p)
 }
 
 // core is an open database and, when the process issues, the HSM tokens, the
