@@ -103,9 +103,6 @@ func InvalidContact(format string, a ...any) *Problem {
 func UnsupportedContact(format string, a ...any) *Problem {
 	return problem("unsupportedContact", http.StatusBadRequest, format, a...)
 }
-func UserActionRequired(format string, a ...any) *Problem {
-	return problem("userActionRequired", http.StatusForbidden, format, a...)
-}
 func ExternalAccountRequired(format string, a ...any) *Problem {
 	return problem("externalAccountRequired", http.StatusUnauthorized, format, a...)
 }
