@@ -207,13 +207,13 @@ func (s *core) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s.key: %w", path, err)
 		}
-		cert, err := readCertPEM(ic.Certificate)
+		cert, err := config.ReadCertificate(ic.Certificate)
 		if err != nil {
 			return nil, fmt.Errorf("%s.certificate: %w", path, err)
 		}
 		var chain []*x509.Certificate
 		for j, f := range ic.Chain {
-			c, err := readCertPEM(f)
+			c, err := config.ReadCertificate(f)
 			if err != nil {
 				return nil, fmt.Errorf("%s.chain[%d]: %w", path, j, err)
 			}
@@ -226,7 +226,7 @@ func (s *core) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 		for j, files := range ic.AlternateChains {
 			var alt []*x509.Certificate
 			for _, f := range files {
-				c, err := readCertPEM(f)
+				c, err := config.ReadCertificate(f)
 				if err != nil {
 					return nil, fmt.Errorf("%s.alternate_chains[%d]: %w", path, j, err)
 				}
@@ -310,7 +310,7 @@ func (s *core) buildPublisher(ctx context.Context, issuers []*issuance.Issuer) (
 		var respKey *hsm.Key
 		if r := ic.OCSPResponder; r != nil {
 			path := fmt.Sprintf("issuers[%d].ocsp_responder", i)
-			c, err := readCertPEM(r.Certificate)
+			c, err := config.ReadCertificate(r.Certificate)
 			if err != nil {
 				return nil, fmt.Errorf("%s.certificate: %w", path, err)
 			}
