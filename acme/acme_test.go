@@ -25,6 +25,7 @@ import (
 	"github.com/anvil-pki/anvil/issuance/issuancetest"
 	"github.com/anvil-pki/anvil/policy"
 	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/ledger"
 	"github.com/anvil-pki/anvil/storage/sqlite"
 )
 
@@ -84,7 +85,7 @@ func newEnvIssuer(t *testing.T, wrap func(acme.Issuer) acme.Issuer, mutate ...fu
 	profile := issuancetest.Profile(t, "tls", issuance.ProfileConfig{IgnoredLints: []string{"e_ext_san_contains_reserved_ip"}})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss}, Profiles: []*issuance.Profile{profile},
-		Ledger: acme.Ledger{Store: store}, Policy: rules, Logger: quiet})
+		Ledger: ledger.Issuance{Store: store}, Policy: rules, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -345,32 +344,6 @@ func (ca *Core) Certificate(ctx context.Context, serial string) ([]byte, [][][]b
 	return rc.der, chains, nil
 }
 
-// Ledger adapts a Store to issuance.Ledger. The requester of an issuance is the
-// ID of the order it is for. Holder names this node in the rows it writes, so
-// that a sweep can tell a dead node's open intents from a live one's.
-type Ledger struct {
-	Store  storage.Store
-	Holder string
-}
-
-var _ issuance.Ledger = Ledger{}
-
-func (l Ledger) RecordIntent(ctx context.Context, r issuance.SerialReservation) error {
-	err := l.Store.ReserveSerial(ctx, &storage.Certificate{
-		Serial: fmt.Sprintf("%x", r.Serial), Issuer: r.Issuer, Profile: r.Profile,
-		OrderID: r.Requester, CreatedAt: r.Created, Expires: r.Expires,
-		LintDER: r.LintCert, Holder: l.Holder,
-	})
-	if errors.Is(err, storage.ErrConflict) {
-		return fmt.Errorf("%w: %w", issuance.ErrDuplicateSerial, err)
-	}
-	return err
-}
-
-func (l Ledger) RecordIssued(ctx context.Context, serial *big.Int, der []byte) error {
-	return l.Store.RecordIssuedCertificate(ctx, fmt.Sprintf("%x", serial), der)
-}
-
 // recordIssued writes the audit records of a finalized order and its
 // certificate before the order is returned valid.
 func (ca *Core) recordIssued(ctx context.Context, o *storage.Order, issued *issuance.Issued) error {
@@ -387,12 +360,4 @@ func (ca *Core) recordIssued(ctx context.Context, o *storage.Order, issued *issu
 		return err
 	}
 	return ca.record(ctx, audit.OrderFinalized, map[string]any{"order": o.ID, "account": o.AccountID, "status": StatusValid, "serial": serial})
-}
-
-func (l Ledger) RecordAbandoned(ctx context.Context, serial *big.Int) error {
-	return l.Store.AbandonIntent(ctx, fmt.Sprintf("%x", serial), time.Now())
-}
-
-func (l Ledger) RecordNotSigned(ctx context.Context, serial *big.Int, reason string) error {
-	return l.Store.RecordNotSigned(ctx, fmt.Sprintf("%x", serial), reason)
 }

@@ -125,9 +125,6 @@ func InvalidContact(format string, a ...any) *Problem {
 func UnsupportedContact(format string, a ...any) *Problem {
 	return problem("unsupportedContact", format, a...)
 }
-func UserActionRequired(format string, a ...any) *Problem {
-	return problem("userActionRequired", format, a...)
-}
 func ExternalAccountRequired(format string, a ...any) *Problem {
 	return problem("externalAccountRequired", format, a...)
 }

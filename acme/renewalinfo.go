@@ -19,21 +19,6 @@ type RenewalInfo struct {
 	RetryAfter time.Duration
 }
 
-// CertID is the RFC 9773 identifier of a certificate: base64url of its
-// authority key identifier, a dot, base64url of its serial's DER content.
-func CertID(cert *x509.Certificate) string {
-	return base64.RawURLEncoding.EncodeToString(cert.AuthorityKeyId) + "." + base64.RawURLEncoding.EncodeToString(serialContent(cert.SerialNumber))
-}
-
-// serialContent is the content octets of a serial number's DER INTEGER.
-func serialContent(n *big.Int) []byte {
-	b := n.Bytes()
-	if len(b) == 0 || b[0]&0x80 != 0 {
-		b = append([]byte{0}, b...)
-	}
-	return b
-}
-
 // lookupCertID finds the certificate an RFC 9773 identifier names.
 func (ca *Core) lookupCertID(ctx context.Context, certID string) (*storage.Certificate, *x509.Certificate, error) {
 	akiPart, serialPart, ok := strings.Cut(certID, ".")

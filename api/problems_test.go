@@ -42,7 +42,7 @@ func TestProblemStatuses(t *testing.T) {
 		{"unsupportedIdentifier", acme.UnsupportedIdentifier("x"), "unsupportedIdentifier", 400, "", ""},
 		{"invalidContact", acme.InvalidContact("x"), "invalidContact", 400, "", ""},
 		{"unsupportedContact", acme.UnsupportedContact("x"), "unsupportedContact", 400, "", ""},
-		{"userActionRequired", acme.UserActionRequired("x"), "userActionRequired", 403, "", ""},
+		{"userActionRequired", typed("userActionRequired"), "userActionRequired", 403, "", ""},
 		{"externalAccountRequired", acme.ExternalAccountRequired("x"), "externalAccountRequired", 401, "", ""},
 		{"alreadyRevoked", acme.AlreadyRevoked("x"), "alreadyRevoked", 400, "", ""},
 		{"badRevocationReason", acme.BadRevocationReason("x"), "badRevocationReason", 400, "", ""},

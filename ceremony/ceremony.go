@@ -201,7 +201,7 @@ func (c *run) loadInputs() error {
 	in := c.cfg.Inputs
 	var err error
 	if in.IssuerCertificate != "" {
-		if c.issuer, err = readCertificate(in.IssuerCertificate); err != nil {
+		if c.issuer, err = config.ReadCertificate(in.IssuerCertificate); err != nil {
 			return fmt.Errorf("inputs.issuer_certificate: %w", err)
 		}
 		if !c.issuer.IsCA {
@@ -217,7 +217,7 @@ func (c *run) loadInputs() error {
 		}
 	}
 	if in.Certificate != "" {
-		if c.toCross, err = readCertificate(in.Certificate); err != nil {
+		if c.toCross, err = config.ReadCertificate(in.Certificate); err != nil {
 			return fmt.Errorf("inputs.certificate: %w", err)
 		}
 		if !c.toCross.IsCA {
@@ -228,7 +228,7 @@ func (c *run) loadInputs() error {
 		field := fmt.Sprintf("crl.revoked[%d]", i)
 		e := x509.RevocationListEntry{}
 		if r.Certificate != "" {
-			cert, err := readCertificate(r.Certificate)
+			cert, err := config.ReadCertificate(r.Certificate)
 			if err != nil {
 				return fmt.Errorf("%s.certificate: %w", field, err)
 			}
@@ -553,18 +553,6 @@ func writeExclusive(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func readCertificate(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s holds no PEM CERTIFICATE", path)
-	}
-	return x509.ParseCertificate(block.Bytes)
 }
 
 func readPublicKey(path string) (crypto.PublicKey, error) {

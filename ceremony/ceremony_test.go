@@ -24,6 +24,7 @@ import (
 	"github.com/anvil-pki/anvil/ceremony"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/issuance/issuancetest"
 	softhsmtest "github.com/anvil-pki/anvil/softhsm-test"
 )
 
@@ -187,7 +188,7 @@ func (l *lab) issueLeaf(intCert, keyLabel, keyID, out string) {
 		t.Fatal(err)
 	}
 	profile, _ := issuance.NewProfile("tls", issuance.ProfileConfig{})
-	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss}, Profiles: []*issuance.Profile{profile}, Ledger: issuance.NewMemoryLedger()})
+	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss}, Profiles: []*issuance.Profile{profile}, Ledger: issuancetest.NewMemoryLedger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 // Package config owns how Anvil reads its YAML files: strictly (an unknown or
 // duplicated key is an error naming the key and its line), with durations written
-// as "90d", "24h" or "1h30m". It knows nothing of what the files configure; each
-// package declares its own section and validates it.
+// as "90d", "24h" or "1h30m"; and the PEM certificate files they name. It knows
+// nothing of what the files configure; each package declares its own section
+// and validates it.
 package config
 
 import (

@@ -91,17 +91,6 @@ func (l *faultLoad) snapshot() []flowResult {
 	return append([]flowResult(nil), l.flows...)
 }
 
-// issuedSince counts the flows that got a certificate after since.
-func (l *faultLoad) issuedSince(since time.Time) int {
-	n := 0
-	for _, f := range l.snapshot() {
-		if f.err == nil && f.end.After(since) {
-			n++
-		}
-	}
-	return n
-}
-
 // waitIssued waits until n more certificates were issued after since, and
 // returns when the n-th came.
 func (l *faultLoad) waitIssued(since time.Time, n int, what string) time.Time {

@@ -217,7 +217,7 @@ func (t *Token) FindKey(ref KeyRef) (*Key, error) {
 		var err error
 		s, err = t.findPair(st.ctx, ref)
 		if err == nil {
-			err = testSign(s, s.Public())
+			err = CheckSigner(s, s.Public())
 		}
 		return err
 	})
@@ -341,13 +341,16 @@ func describeKeys(ctx *crypto11.Context, keys []crypto11.PrivateKey) string {
 	return fmt.Sprintf("%d private key(s): %s", len(keys), strings.Join(parts, ", "))
 }
 
-// testSign signs a random digest with s and verifies it with pub.
-func testSign(s crypto.Signer, pub crypto.PublicKey) error {
+// CheckSigner signs a random SHA-256 digest with s and verifies the signature
+// with pub: the test signature made before a key is trusted, here when a key
+// is found or generated, and by package issuance for an issuer key that is
+// not a *Key. A *Key's own CheckAgainst also tracks the token's health.
+func CheckSigner(s crypto.Signer, pub crypto.PublicKey) error {
 	digest := make([]byte, sha256.Size)
 	if _, err := rand.Read(digest); err != nil {
 		return err
 	}
-	sig, err := s.Sign(nil, digest, crypto.SHA256)
+	sig, err := s.Sign(rand.Reader, digest, crypto.SHA256)
 	if err != nil {
 		return fmt.Errorf("test signature: %w", err)
 	}

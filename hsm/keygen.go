@@ -98,7 +98,7 @@ func (t *Token) GenerateKey(spec KeySpec) (*Key, error) {
 			s, err = st.ctx.GenerateRSAKeyPairWithAttributes(public, private, 4096)
 		}
 		if err == nil {
-			err = testSign(s, s.Public())
+			err = CheckSigner(s, s.Public())
 		}
 		return err
 	})

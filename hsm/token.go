@@ -367,7 +367,7 @@ func (t *Token) reopen() error {
 			err = fmt.Errorf("the key found under %s is not the key this process started with (its public key differs); refusing to use it", describeRef(k.ref))
 		}
 		if err == nil {
-			err = within(t.cfg.OpTimeout, func() error { return testSign(s, k.pub) })
+			err = within(t.cfg.OpTimeout, func() error { return CheckSigner(s, k.pub) })
 		}
 		if err != nil {
 			closeWithin(ctx, t.cfg.SignTimeout+time.Second)

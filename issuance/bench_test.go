@@ -81,7 +81,7 @@ func BenchmarkIssue(b *testing.B) {
 		svc, err := issuance.NewService(issuance.ServiceConfig{
 			Issuers:  []*issuance.Issuer{iss},
 			Profiles: []*issuance.Profile{issuancetest.Profile(b, "tls", issuance.ProfileConfig{})},
-			Ledger:   issuance.NewMemoryLedger(),
+			Ledger:   issuancetest.NewMemoryLedger(),
 			Logger:   discardLogger(),
 		})
 		if err != nil {

@@ -60,7 +60,7 @@ func TestIssueFromHSMIssuers(t *testing.T) {
 	keys := subjectKeys(t)
 	for _, alg := range []hsm.Algorithm{hsm.ECDSAP256, hsm.ECDSAP384, hsm.RSA2048} {
 		iss := issuancetest.Issuer(t, tok, root, alg)
-		ledger := issuance.NewMemoryLedger()
+		ledger := issuancetest.NewMemoryLedger()
 		svc := newService(t, ledger, []*issuance.Issuer{iss})
 		for _, sk := range keys {
 			t.Run(string(alg)+"/"+sk.name, func(t *testing.T) {
@@ -151,7 +151,7 @@ func TestIssuerPickedByKeyType(t *testing.T) {
 	root := issuancetest.NewRoot(t)
 	ecIss := issuancetest.Issuer(t, tok, root, hsm.ECDSAP256)
 	rsaIss := issuancetest.Issuer(t, tok, root, hsm.RSA2048)
-	svc := newService(t, issuance.NewMemoryLedger(), []*issuance.Issuer{ecIss, rsaIss})
+	svc := newService(t, issuancetest.NewMemoryLedger(), []*issuance.Issuer{ecIss, rsaIss})
 	for _, sk := range subjectKeys(t) {
 		got, err := svc.Issue(context.Background(), issuance.Request{
 			CSR: issuancetest.CSR(t, sk.key, &x509.CertificateRequest{DNSNames: []string{"a.example.com"}}), DNSNames: []string{"a.example.com"},
@@ -173,7 +173,7 @@ func TestProfileCommonNameAndIPs(t *testing.T) {
 	tok := issuancetest.Token(t)
 	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
 	withCN := issuancetest.Profile(t, "cn", issuance.ProfileConfig{IncludeCommonName: true, Validity: durationOf(7 * 24 * time.Hour), ExtKeyUsages: []string{"serverAuth", "clientAuth"}})
-	svc := newService(t, issuance.NewMemoryLedger(), []*issuance.Issuer{iss}, issuancetest.Profile(t, "tls", issuance.ProfileConfig{}), withCN)
+	svc := newService(t, issuancetest.NewMemoryLedger(), []*issuance.Issuer{iss}, issuancetest.Profile(t, "tls", issuance.ProfileConfig{}), withCN)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := issuancetest.CSR(t, key, &x509.CertificateRequest{
 		DNSNames:    []string{"b.example.com", "a.example.com"},
@@ -210,7 +210,7 @@ func durationOf(d time.Duration) config.Duration { return config.Duration{Durati
 func TestRejectedCSRs(t *testing.T) {
 	tok := issuancetest.Token(t)
 	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
-	svc := newService(t, issuance.NewMemoryLedger(), []*issuance.Issuer{iss}, issuancetest.Profile(t, "tls", issuance.ProfileConfig{MaxNames: 3}))
+	svc := newService(t, issuancetest.NewMemoryLedger(), []*issuance.Issuer{iss}, issuancetest.Profile(t, "tls", issuance.ProfileConfig{MaxNames: 3}))
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
 	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
@@ -302,7 +302,7 @@ func rsaWithExponent3(t *testing.T) []byte {
 }
 
 type failingLedger struct {
-	*issuance.MemoryLedger
+	*issuancetest.MemoryLedger
 	failIntent bool
 }
 
@@ -320,7 +320,7 @@ func TestLedgerFailureNeverReachesHSM(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := csrFor(t, key, "a.example.com")
 	for _, l := range []failingLedger{
-		{MemoryLedger: issuance.NewMemoryLedger(), failIntent: true},
+		{MemoryLedger: issuancetest.NewMemoryLedger(), failIntent: true},
 	} {
 		svc := newService(t, l, []*issuance.Issuer{iss})
 		before := tok.Stats().Signs
@@ -341,7 +341,7 @@ func TestLintErrorStopsIssuance(t *testing.T) {
 	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := csrFor(t, key, "a.example.com")
-	ledger := issuance.NewMemoryLedger()
+	ledger := issuancetest.NewMemoryLedger()
 	long := issuancetest.Profile(t, "long", issuance.ProfileConfig{Validity: durationOf(500 * 24 * time.Hour)})
 	svc := newService(t, ledger, []*issuance.Issuer{iss}, long)
 	before := tok.Stats().Signs
@@ -360,7 +360,7 @@ func TestLintErrorStopsIssuance(t *testing.T) {
 		Validity:     durationOf(500 * 24 * time.Hour),
 		IgnoredLints: []string{"e_tls_server_cert_valid_time_longer_than_398_days", "e_server_cert_valid_time_longer_than_200_days"},
 	})
-	svc = newService(t, issuance.NewMemoryLedger(), []*issuance.Issuer{iss}, ignoring)
+	svc = newService(t, issuancetest.NewMemoryLedger(), []*issuance.Issuer{iss}, ignoring)
 	if _, err := svc.Issue(context.Background(), issuance.Request{CSR: csr, DNSNames: []string{"a.example.com"}}); err != nil {
 		t.Fatalf("with the lint ignored: %v", err)
 	}
@@ -373,7 +373,7 @@ func TestLintErrorStopsIssuance(t *testing.T) {
 func TestPreparedSignsOnce(t *testing.T) {
 	tok := issuancetest.Token(t)
 	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
-	svc := newService(t, issuance.NewMemoryLedger(), []*issuance.Issuer{iss})
+	svc := newService(t, issuancetest.NewMemoryLedger(), []*issuance.Issuer{iss})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p, err := svc.Prepare(context.Background(), issuance.Request{CSR: csrFor(t, key, "a.example.com"), DNSNames: []string{"a.example.com"}})
 	if err != nil {

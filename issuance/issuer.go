@@ -3,10 +3,6 @@ package issuance
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -116,22 +112,7 @@ func testSignature(ctx context.Context, signer crypto.Signer, pub crypto.PublicK
 	if hc, ok := signer.(healthChecker); ok {
 		return hc.CheckAgainst(ctx, pub)
 	}
-	digest := make([]byte, sha256.Size)
-	rand.Read(digest)
-	sig, err := signer.Sign(rand.Reader, digest, crypto.SHA256)
-	if err != nil {
-		return err
-	}
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		if !ecdsa.VerifyASN1(k, digest, sig) {
-			return errors.New("ECDSA test signature does not verify")
-		}
-		return nil
-	case *rsa.PublicKey:
-		return rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, sig)
-	}
-	return fmt.Errorf("unsupported key type %T", pub)
+	return hsm.CheckSigner(signer, pub)
 }
 
 // AddAlternateChain adds another chain clients may download after a leaf of

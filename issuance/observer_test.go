@@ -50,7 +50,7 @@ func TestObserverSeesIssuanceAndItsParts(t *testing.T) {
 	tls := issuancetest.Profile(t, "tls", issuance.ProfileConfig{})
 	obs := &recordingObserver{}
 	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss}, Profiles: []*issuance.Profile{tls, long},
-		Ledger: issuance.NewMemoryLedger(), Observer: obs})
+		Ledger: issuancetest.NewMemoryLedger(), Observer: obs})
 	if err != nil {
 		t.Fatal(err)
 	}

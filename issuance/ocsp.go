@@ -3,7 +3,6 @@ package issuance
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -244,12 +243,7 @@ func (o *OCSPSigner) Sign(ctx context.Context, e OCSPEntry) ([]byte, error) {
 	h := o.hash.New()
 	h.Write(tbs)
 	digest := h.Sum(nil)
-	var sig []byte
-	if cs, ok := o.signer.(contextSigner); ok {
-		sig, err = cs.SignContext(ctx, digest, o.hash)
-	} else {
-		sig, err = o.signer.Sign(rand.Reader, digest, o.hash)
-	}
+	sig, err := signDigest(ctx, o.signer, digest, o.hash)
 	if err != nil {
 		return nil, fmt.Errorf("ocsp: sign: %w", err)
 	}

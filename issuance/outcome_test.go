@@ -56,7 +56,7 @@ func faultyIssuer(t *testing.T) (*issuance.Issuer, *faultySigner) {
 // reason, and returns no certificate; a good one closes it as issued.
 func TestLedgerOutcomes(t *testing.T) {
 	iss, signer := faultyIssuer(t)
-	ledger := issuance.NewMemoryLedger()
+	ledger := issuancetest.NewMemoryLedger()
 	svc := newService(t, ledger, []*issuance.Issuer{iss})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	req := issuance.Request{CSR: csrFor(t, key, "a.example.com"), DNSNames: []string{"a.example.com"}}
@@ -111,7 +111,7 @@ func TestLedgerOutcomes(t *testing.T) {
 func TestTokenDownFailsBeforeTheLedger(t *testing.T) {
 	tok := issuancetest.Token(t)
 	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
-	ledger := issuance.NewMemoryLedger()
+	ledger := issuancetest.NewMemoryLedger()
 	svc := newService(t, ledger, []*issuance.Issuer{iss})
 	if err := tok.Close(); err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestTokenDownFailsBeforeTheLedger(t *testing.T) {
 
 // recordFailLedger fails to record issued certificates, as a database that
 // goes away between the intent and the outcome would.
-type recordFailLedger struct{ *issuance.MemoryLedger }
+type recordFailLedger struct{ *issuancetest.MemoryLedger }
 
 func (recordFailLedger) RecordIssued(context.Context, *big.Int, []byte) error {
 	return errors.New("database is locked")
@@ -138,7 +138,7 @@ func (recordFailLedger) RecordIssued(context.Context, *big.Int, []byte) error {
 // row is closed as abandoned (so that its serial is published as revoked).
 func TestUnrecordedSignatureIsAbandoned(t *testing.T) {
 	iss, _ := faultyIssuer(t)
-	ledger := recordFailLedger{issuance.NewMemoryLedger()}
+	ledger := recordFailLedger{issuancetest.NewMemoryLedger()}
 	svc := newService(t, ledger, []*issuance.Issuer{iss})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	p, err := svc.Prepare(context.Background(), issuance.Request{CSR: csrFor(t, key, "a.example.com"), DNSNames: []string{"a.example.com"}})

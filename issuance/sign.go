@@ -109,16 +109,20 @@ func signLinted(ctx context.Context, signer crypto.Signer, hash crypto.Hash, lin
 	h := hash.New()
 	h.Write(tbs)
 	digest := h.Sum(nil)
-	var sig []byte
-	if cs, ok := signer.(contextSigner); ok {
-		sig, err = cs.SignContext(ctx, digest, hash)
-	} else {
-		sig, err = signer.Sign(rand.Reader, digest, hash)
-	}
+	sig, err := signDigest(ctx, signer, digest, hash)
 	if err != nil {
 		return nil, err
 	}
 	return assemble(tbs, algID, sig)
+}
+
+// signDigest signs digest with signer, under ctx when the signer honours one
+// (an HSM key: a hung module then costs the caller its deadline, not forever).
+func signDigest(ctx context.Context, signer crypto.Signer, digest []byte, hash crypto.Hash) ([]byte, error) {
+	if cs, ok := signer.(contextSigner); ok {
+		return cs.SignContext(ctx, digest, hash)
+	}
+	return signer.Sign(rand.Reader, digest, hash)
 }
 
 // sameTBS checks that a signed certificate's TBS is the linted one.

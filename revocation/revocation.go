@@ -84,10 +84,35 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Store is what the publisher needs of storage: the revocations and ledger
+// entries it reads, the CRLs it stores for every node to serve, and the lease
+// that makes one node at a time the publisher of an issuer's CRLs. It never
+// writes a revocation. storage.Store satisfies it.
+type Store interface {
+	GetCertificate(ctx context.Context, serial string) (*storage.Certificate, error)
+	ListRevoked(ctx context.Context, issuer string, expiresAfter time.Time) ([]storage.Revoked, error)
+	LatestRevocation(ctx context.Context, issuer string) (count int, latest time.Time, err error)
+	PutCRL(ctx context.Context, c *storage.CRL) error
+	GetCRL(ctx context.Context, issuer string) (*storage.CRL, error)
+	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+}
+
+// CRLRequests is the optional part of a Store: where operators' requests for
+// a new CRL (`anvil admin crl regenerate`) are read. storage.Admin includes
+// it; a Store without it never sees a request.
+type CRLRequests interface {
+	CRLRequested(ctx context.Context, issuer string) (time.Time, error)
+}
+
+var (
+	_ Store       = storage.Store(nil)
+	_ CRLRequests = storage.Admin(nil)
+)
+
 // Publisher publishes CRLs and answers OCSP for a set of issuers.
 type Publisher struct {
 	cfg     Config
-	store   storage.Store
+	store   Store
 	issuers []*issuerState
 	log     *slog.Logger
 	files   map[string]file // URL path -> static file (CA certificates, offline CRLs)
@@ -128,7 +153,7 @@ type issuerState struct {
 // the issuer's own key or a delegated responder). files maps URL paths to
 // static files to serve with them: the root certificate, the offline root's
 // CRL; PEM or DER on disk, served as DER.
-func New(ctx context.Context, cfg Config, store storage.Store, signers []*issuance.OCSPSigner, files map[string]string) (*Publisher, error) {
+func New(ctx context.Context, cfg Config, store Store, signers []*issuance.OCSPSigner, files map[string]string) (*Publisher, error) {
 	cfg.setDefaults()
 	p := &Publisher{cfg: cfg, store: store, log: cfg.Logger, files: map[string]file{}, wake: make(chan struct{}, 1)}
 	for _, o := range signers {
@@ -278,7 +303,7 @@ func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 // its next check, signing in the HSM it already has open, under the same
 // lease and CRL numbering as any other CRL.
 func (p *Publisher) requested(ctx context.Context, st *issuerState, current *storage.CRL) bool {
-	a, ok := p.store.(storage.Admin)
+	a, ok := p.store.(CRLRequests)
 	if !ok || current == nil {
 		return false
 	}

@@ -22,12 +22,12 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/issuance/issuancetest"
 	"github.com/anvil-pki/anvil/revocation"
 	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/ledger"
 	"github.com/anvil-pki/anvil/storage/sqlite"
 )
 
@@ -61,7 +61,7 @@ func newEnvConfig(t testing.TB, n int, adjust func(*revocation.Config)) *env {
 	e.store = store
 	e.svc, err = issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{e.iss},
 		Profiles: []*issuance.Profile{issuancetest.Profile(t, "tls", issuance.ProfileConfig{})},
-		Ledger:   acme.Ledger{Store: store}, Logger: quiet})
+		Ledger:   ledger.Issuance{Store: store}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,12 +27,24 @@ type ServerConfig struct {
 	Service *issuance.Service
 	// Store is the signer's own ledger store, where it finds the certificate
 	// already recorded for a retried request.
-	Store storage.Store
+	Store Store
 	// AllowedClients are the client identities served: a client certificate's
 	// common name, or any of its DNS or URI names.
 	AllowedClients []string
 	Logger         *slog.Logger
 }
+
+// Store is what the server needs of storage: the per-requester lease that
+// keeps two signers off one order, and the ledger rows a retry is answered
+// from. storage.Store satisfies it; the issuance rows themselves are written
+// by the Service's own issuance.Ledger.
+type Store interface {
+	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+	CertificatesForOrder(ctx context.Context, orderID string) ([]*storage.Certificate, error)
+}
+
+var _ Store = storage.Store(nil)
 
 // Server is the issuance service over mutual TLS.
 type Server struct {

@@ -22,12 +22,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/issuance/issuancetest"
 	"github.com/anvil-pki/anvil/policy"
 	"github.com/anvil-pki/anvil/signer"
+	"github.com/anvil-pki/anvil/storage/ledger"
 	"github.com/anvil-pki/anvil/storage/sqlite"
 )
 
@@ -99,7 +99,7 @@ func newEnv(t *testing.T) *env {
 	rules, _ := policy.New(policy.Config{AllowedSuffixes: []string{"example.com"}, AllowSpecialUse: []string{"example.com"}})
 	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss},
 		Profiles: []*issuance.Profile{issuancetest.Profile(t, "tls", issuance.ProfileConfig{Description: "TLS"})},
-		Ledger:   acme.Ledger{Store: store}, Policy: rules, Logger: quiet})
+		Ledger:   ledger.Issuance{Store: store}, Policy: rules, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

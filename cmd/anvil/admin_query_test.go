@@ -25,6 +25,7 @@ import (
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/issuance/issuancetest"
 	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/ledger"
 	"github.com/anvil-pki/anvil/storage/sqlite"
 )
 
@@ -89,7 +90,7 @@ func (e *adminEnv) openStore(t *testing.T) {
 	t.Cleanup(func() { store.Close() })
 	e.svc, err = issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{e.iss},
 		Profiles: []*issuance.Profile{issuancetest.Profile(t, "tls", issuance.ProfileConfig{})},
-		Ledger:   acme.Ledger{Store: store}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Ledger:   ledger.Issuance{Store: store}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/anvil-pki/anvil/config"
 )
 
@@ -58,5 +60,74 @@ func TestConfigProblemsNameTheField(t *testing.T) {
 				t.Fatalf("got %v, want an error naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The sections `serve` and `signer` share are checked the same way by both:
+// a bad value either command would refuse, both refuse, naming the field.
+// (The signer once took pki.crl_validity: 30d and log.format: yaml, which
+// serve refused, though the signer is the one that publishes CRLs.)
+func TestSharedSectionsRefusedByBoth(t *testing.T) {
+	commands := []struct {
+		name, base string
+		cfg        func() config.Validator
+	}{
+		{"serve", "../../configs/dev/serve.yaml", func() config.Validator { return &serveConfig{} }},
+		{"signer", "../../configs/production/signer.yaml", func() config.Validator { return &signerConfig{} }},
+	}
+	sections := []struct {
+		name    string
+		section string
+		set     map[string]any // keys set in the section, nil values deleted
+		want    string
+	}{
+		{"CRL validity past the Baseline Requirements", "pki", map[string]any{"crl_validity": "30d"}, "pki.crl_validity"},
+		{"unknown log format", "log", map[string]any{"format": "yaml"}, "log.format"},
+		{"unknown log level", "log", map[string]any{"level": "loud"}, "log.level"},
+		{"unknown database driver", "database", map[string]any{"driver": "mysql"}, "database.driver"},
+		{"two DSNs", "database", map[string]any{"dsn": "x", "dsn_env": "ANVIL_DSN"}, "database.dsn"},
+		{"no DSN", "database", map[string]any{"dsn": nil, "dsn_env": nil}, "database.dsn"},
+		{"one HSM session", "hsm", map[string]any{"max_sessions": 1}, "hsm.max_sessions"},
+		{"no HSM module", "hsm", map[string]any{"module": nil}, "hsm.module"},
+		{"unknown audit sync", "audit", map[string]any{"sync": "sometimes"}, "audit.sync"},
+		{"audit without its public key", "audit", map[string]any{"public_key": nil}, "audit.public_key"},
+	}
+	for _, cmd := range commands {
+		base, err := os.ReadFile(cmd.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sc := range sections {
+			t.Run(cmd.name+"/"+sc.name, func(t *testing.T) {
+				var doc map[string]any
+				if err := yaml.Unmarshal(base, &doc); err != nil {
+					t.Fatal(err)
+				}
+				sec, _ := doc[sc.section].(map[string]any)
+				if sec == nil {
+					sec = map[string]any{}
+					doc[sc.section] = sec
+				}
+				for k, v := range sc.set {
+					if v == nil {
+						delete(sec, k)
+					} else {
+						sec[k] = v
+					}
+				}
+				out, err := yaml.Marshal(doc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(t.TempDir(), "c.yaml")
+				if err := os.WriteFile(path, out, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				err = config.Load(path, cmd.cfg())
+				if err == nil || !strings.Contains(err.Error(), sc.want) {
+					t.Fatalf("%s took a bad %s section: got %v, want an error naming %q", cmd.name, sc.section, err, sc.want)
+				}
+			})
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"sync/atomic"
 
-	"github.com/anvil-pki/anvil/acme"
 	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
@@ -18,6 +17,7 @@ import (
 	"github.com/anvil-pki/anvil/policy"
 	"github.com/anvil-pki/anvil/revocation"
 	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/ledger"
 	"github.com/anvil-pki/anvil/storage/postgres"
 	"github.com/anvil-pki/anvil/storage/sqlite"
 )
@@ -47,13 +47,7 @@ type caConfig struct {
 
 // validateIssuance checks the sections that in-process issuance needs.
 func (c *caConfig) validateIssuance(p *config.Problems) {
-	p.Require("hsm.module", c.HSM.Module)
-	if c.HSM.PIN.IsZero() {
-		p.Addf("hsm.pin", "give file or env")
-	}
-	if c.HSM.MaxSessions == 1 || c.HSM.MaxSessions < 0 {
-		p.Addf("hsm.max_sessions", "must be at least 2: every session counts, one holds the login and the others sign")
-	}
+	c.HSM.validate(p)
 	if len(c.Issuers) == 0 {
 		p.Addf("issuers", "at least one issuer is required")
 	}
@@ -86,18 +80,12 @@ func (c *caConfig) validateIssuance(p *config.Problems) {
 	}
 }
 
-// validateDatabase checks the database section.
-func (c *caConfig) validateDatabase(p *config.Problems) {
-	switch c.Database.Driver {
-	case "sqlite", "postgres":
-	case "":
-		p.Addf("database.driver", "is required (sqlite or postgres)")
-	default:
-		p.Addf("database.driver", "%q: want sqlite or postgres", c.Database.Driver)
-	}
-	if (c.Database.DSN == "") == (c.Database.DSNEnv == "") {
-		p.Addf("database.dsn", "give exactly one of dsn and dsn_env")
-	}
+// validateShared checks the sections every command of a CA reads the same
+// way, whether or not it issues: database, audit, pki.
+func (c *caConfig) validateShared(p *config.Problems) {
+	c.Database.validate(p)
+	c.Audit.validate(p)
+	c.PKI.validate(p)
 }
 
 // core is an open database and, when the process issues, the HSM tokens, the
@@ -155,7 +143,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	}
 	if c.svc, err = issuance.NewService(issuance.ServiceConfig{
 		Issuers: c.issuers, Profiles: c.profiles, DefaultProfile: cfg.DefaultProfile,
-		Ledger: auditedLedger{acme.Ledger{Store: c.store, Holder: cfg.nodeID()}, c.audit}, Policy: c.rules,
+		Ledger: auditedLedger{ledger.Issuance{Store: c.store, Holder: cfg.nodeID()}, c.audit}, Policy: c.rules,
 		SerialPrefix: byte(cfg.SerialPrefix), Logger: logger, Observer: c.metrics,
 	}); err != nil {
 		return nil, err
@@ -219,13 +207,13 @@ func (s *core) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s.key: %w", path, err)
 		}
-		cert, err := readCertPEM(ic.Certificate)
+		cert, err := config.ReadCertificate(ic.Certificate)
 		if err != nil {
 			return nil, fmt.Errorf("%s.certificate: %w", path, err)
 		}
 		var chain []*x509.Certificate
 		for j, f := range ic.Chain {
-			c, err := readCertPEM(f)
+			c, err := config.ReadCertificate(f)
 			if err != nil {
 				return nil, fmt.Errorf("%s.chain[%d]: %w", path, j, err)
 			}
@@ -238,7 +226,7 @@ func (s *core) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 		for j, files := range ic.AlternateChains {
 			var alt []*x509.Certificate
 			for _, f := range files {
-				c, err := readCertPEM(f)
+				c, err := config.ReadCertificate(f)
 				if err != nil {
 					return nil, fmt.Errorf("%s.alternate_chains[%d]: %w", path, j, err)
 				}
@@ -322,7 +310,7 @@ func (s *core) buildPublisher(ctx context.Context, issuers []*issuance.Issuer) (
 		var respKey *hsm.Key
 		if r := ic.OCSPResponder; r != nil {
 			path := fmt.Sprintf("issuers[%d].ocsp_responder", i)
-			c, err := readCertPEM(r.Certificate)
+			c, err := config.ReadCertificate(r.Certificate)
 			if err != nil {
 				return nil, fmt.Errorf("%s.certificate: %w", path, err)
 			}

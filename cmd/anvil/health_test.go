@@ -28,8 +28,8 @@ func TestHealthIsNotHSMWorkOnDemand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := &server{core: &core{tokens: []*hsm.Token{tok}, metrics: metrics.New()}}
-	srv := httptest.NewServer(s.adminHandler())
+	c := &core{tokens: []*hsm.Token{tok}, metrics: metrics.New()}
+	srv := httptest.NewServer(c.adminHandler(nil))
 	t.Cleanup(srv.Close)
 	before := tok.Stats().Signs
 	var wg sync.WaitGroup

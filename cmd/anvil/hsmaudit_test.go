@@ -11,6 +11,7 @@ import (
 	"github.com/anvil-pki/anvil/audit"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/issuance/issuancetest"
 )
 
 type recordedEvents struct {
@@ -58,7 +59,7 @@ func TestHSMEventsAreAudited(t *testing.T) {
 func TestLedgerOutcomesAreAudited(t *testing.T) {
 	ctx := context.Background()
 	rec := &recordedEvents{}
-	mem := issuance.NewMemoryLedger()
+	mem := issuancetest.NewMemoryLedger()
 	l := auditedLedger{mem, rec}
 	for i, outcome := range []string{"issued", "not_signed", "abandoned"} {
 		serial := big.NewInt(int64(100 + i))

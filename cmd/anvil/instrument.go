@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/hsm"
 	"github.com/anvil-pki/anvil/issuance"
 	"github.com/anvil-pki/anvil/metrics"
@@ -259,7 +260,7 @@ func caCertificates(issuers []*issuance.Issuer, files map[string]string) []metri
 		}
 	}
 	for _, path := range sortedKeys(files) {
-		if c, err := readCertPEM(files[path]); err == nil {
+		if c, err := config.ReadCertificate(files[path]); err == nil {
 			other(c)
 		} else if b, err := os.ReadFile(files[path]); err == nil {
 			if c, err := x509.ParseCertificate(b); err == nil { // DER

@@ -9,18 +9,18 @@ import (
 
 // hsmCollector exports the HSM tokens' counters.
 type hsmCollector struct {
-	s                                                  *server
+	core                                               *core
 	signs, signErrors, busy, timeouts, recov, recovErr *prometheus.Desc
 	up                                                 *prometheus.Desc
 	retries, loginRefused, degraded, sigCheckFailures  *prometheus.Desc
 }
 
-func newHSMCollector(s *server) *hsmCollector {
+func newHSMCollector(c *core) *hsmCollector {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("anvil_hsm_"+name, help, []string{"token"}, nil)
 	}
 	return &hsmCollector{
-		s:            s,
+		core:         c,
 		signs:        d("signatures_total", "Signatures made by the token."),
 		signErrors:   d("sign_errors_total", "Signatures that failed."),
 		busy:         d("session_waits_exceeded_total", "Signs refused because no session freed up in time."),
@@ -44,7 +44,7 @@ func (c *hsmCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *hsmCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, t := range c.s.tokens {
+	for _, t := range c.core.tokens {
 		st := t.Stats()
 		counter := func(d *prometheus.Desc, v uint64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), t.Label())
@@ -76,10 +76,10 @@ func (c *hsmCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func metricsHandler(s *server) http.Handler {
+func metricsHandler(c *core) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newHSMCollector(s))
-	reg.MustRegister(newLedgerCollector(s.store))
+	reg.MustRegister(newHSMCollector(c))
+	reg.MustRegister(newLedgerCollector(c.store))
 	// The rest, Go runtime included, is in package metrics.
-	return promhttp.HandlerFor(prometheus.Gatherers{s.metrics.Registry(), reg}, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(prometheus.Gatherers{c.metrics.Registry(), reg}, promhttp.HandlerOpts{})
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -199,18 +197,6 @@ func buildServer(ctx context.Context, cfg *serveConfig, logger *slog.Logger) (_ 
 	return s, nil
 }
 
-func readCertPEM(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return x509.ParseCertificate(block.Bytes)
-}
-
 // nonceSource picks where nonces are redeemed. On SQLite this process is the
 // only front end, and keeps them in memory: a write per request saved, and
 // nonces from before a restart refused. On PostgreSQL every front end redeems
@@ -267,76 +253,38 @@ func loadOrCreateKey(path string) ([]byte, error) {
 
 // run serves until ctx ends, then shuts down gracefully.
 func (s *server) run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	httpSrv := &http.Server{
+	l := newListeners(s.log)
+	defer l.shutdown()
+	addr, err := l.listen("listen", s.cfg.Listen, &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		TLSConfig:         &tls.Config{GetCertificate: s.tlsCert.get, MinVersion: tls.VersionTLS12},
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	})
+	if err != nil {
+		return err
 	}
-	errc := make(chan error, 3)
-	go func() { errc <- httpSrv.ServeTLS(ln, "", "") }()
-	var admin *http.Server
-	if s.cfg.AdminListen != "" {
-		aln, err := net.Listen("tcp", s.cfg.AdminListen)
-		if err != nil {
-			return fmt.Errorf("admin_listen: %w", err)
-		}
-		admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- admin.Serve(aln) }()
-	}
-	var pki *http.Server
-	if s.cfg.PKI.Listen != "" && s.publisher != nil {
-		pln, err := net.Listen("tcp", s.cfg.PKI.Listen)
-		if err != nil {
-			return fmt.Errorf("pki.listen: %w", err)
-		}
-		ocspPath := s.cfg.PKI.OCSPPath
-		if ocspPath == "" {
-			ocspPath = "/ocsp"
-		}
-		pki = &http.Server{Handler: pkiHandler(s.publisher, ocspPath, s.metrics), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-		go func() { errc <- pki.Serve(pln) }()
+	if err := s.openShared(l, s.cfg.AdminListen, s.devHandler); err != nil {
+		return err
 	}
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
-	if s.publisher != nil {
-		go s.publisher.Run(bg)
-	}
+	s.runDuties(bg)
 	go s.ca.Run(bg, time.Second)
 	go s.housekeeping(bg)
-	if s.svc != nil {
-		go s.ledgerDuty(bg)
-	}
 	go s.tlsCert.renewLoop(bg, s)
 
 	if s.ready != nil {
 		s.ready()
 	}
-	s.log.Info("anvil serving", "directory", s.cfg.BaseURL+"/directory", "listen", ln.Addr().String(), "admin", s.cfg.AdminListen, "pki", s.cfg.PKI.Listen)
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
+	s.log.Info("anvil serving", "directory", s.cfg.BaseURL+"/directory", "listen", addr.String(), "admin", s.cfg.AdminListen, "pki", s.cfg.PKI.Listen)
+	if err := l.wait(ctx); err != nil {
+		return err
 	}
 	s.log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	httpSrv.Shutdown(shutdownCtx)
-	if admin != nil {
-		admin.Shutdown(shutdownCtx)
-	}
-	if pki != nil {
-		pki.Shutdown(shutdownCtx)
-	}
+	l.shutdown()
 	cancelBG()
 	s.ca.Wait()
 	return nil
@@ -373,7 +321,9 @@ func (s *server) housekeeping(ctx context.Context) {
 	}
 }
 
-func (s *server) adminHandler() http.Handler {
+// adminHandler serves /health, /metrics and pprof on the admin listener;
+// extra, when set, serves every other path (`anvil dev`'s management paths).
+func (c *core) adminHandler(extra http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		// Each token's known state, never a call into the module: a hung HSM
@@ -381,7 +331,7 @@ func (s *server) adminHandler() http.Handler {
 		// it), and a health probe costs no HSM work.
 		var b strings.Builder
 		status := http.StatusOK
-		for _, t := range s.tokens {
+		for _, t := range c.tokens {
 			h := t.Health()
 			if h.State != hsm.HealthOK {
 				status = http.StatusServiceUnavailable
@@ -395,14 +345,14 @@ func (s *server) adminHandler() http.Handler {
 		}
 		fmt.Fprint(w, b.String())
 	})
-	mux.Handle("/metrics", metricsHandler(s))
+	mux.Handle("/metrics", metricsHandler(c))
 	// Profiles for operators chasing a slow server; the admin listener must
 	// stay private, as its comment in the configuration says.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	if s.devHandler != nil {
-		mux.Handle("/", s.devHandler)
+	if extra != nil {
+		mux.Handle("/", extra)
 	}
 	return mux
 }

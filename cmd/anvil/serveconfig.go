@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -176,8 +177,8 @@ func (c *serveConfig) Validate() error {
 	if c.TLS.Cert == "" || c.TLS.Key == "" {
 		p.Addf("tls", "cert and key are required (with issue_for, they are where the issued certificate is kept)")
 	}
-	c.validateDatabase(&p)
-	c.Audit.validate(&p)
+	c.validateShared(&p)
+	c.Log.validate(&p)
 	if c.Signer != nil {
 		p.Require("signer.url", c.Signer.URL)
 		p.Require("signer.cert", c.Signer.Cert)
@@ -200,16 +201,60 @@ func (c *serveConfig) Validate() error {
 	if err := c.Validation.Validate(); err != nil {
 		p.Addf("validation", "%v", err)
 	}
-	if c.PKI.CRLValidity.Duration > 10*24*time.Hour {
-		p.Addf("pki.crl_validity", "%s is longer than the 10 days the Baseline Requirements allow a subscriber CRL", c.PKI.CRLValidity)
-	}
 	if c.Legacy.SimpleHTTPS && !c.Legacy.Enabled {
 		p.Addf("legacy.simple_https", "needs legacy.enabled: true")
 	}
-	switch c.Log.Format {
+	return p.Err()
+}
+
+// The checks of the sections `serve` and `signer` share live on their types,
+// so that the two commands cannot drift apart (config_test.go holds them to
+// it: TestSharedSectionsRefusedByBoth).
+
+// validate checks the database section.
+func (d databaseConfig) validate(p *config.Problems) {
+	switch d.Driver {
+	case "sqlite", "postgres":
+	case "":
+		p.Addf("database.driver", "is required (sqlite or postgres)")
+	default:
+		p.Addf("database.driver", "%q: want sqlite or postgres", d.Driver)
+	}
+	if (d.DSN == "") == (d.DSNEnv == "") {
+		p.Addf("database.dsn", "give exactly one of dsn and dsn_env")
+	}
+}
+
+// validate checks the hsm section, for a process that signs.
+func (h hsmConfig) validate(p *config.Problems) {
+	p.Require("hsm.module", h.Module)
+	if h.PIN.IsZero() {
+		p.Addf("hsm.pin", "give file or env")
+	}
+	if h.MaxSessions == 1 || h.MaxSessions < 0 {
+		p.Addf("hsm.max_sessions", "must be at least 2: every session counts, one holds the login and the others sign")
+	}
+}
+
+// validate checks the pki section. The bounds hold wherever CRLs are
+// published: in `serve` issuing in process and in `signer`.
+func (k pkiConfig) validate(p *config.Problems) {
+	if k.CRLValidity.Duration > 10*24*time.Hour {
+		p.Addf("pki.crl_validity", "%s is longer than the 10 days the Baseline Requirements allow a subscriber CRL", k.CRLValidity)
+	}
+}
+
+// validate checks the log section.
+func (l logConfig) validate(p *config.Problems) {
+	switch l.Format {
 	case "", "text", "json":
 	default:
-		p.Addf("log.format", "%q: want text or json", c.Log.Format)
+		p.Addf("log.format", "%q: want text or json", l.Format)
 	}
-	return p.Err()
+	if l.Level != "" {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+			p.Addf("log.level", "%q: want debug, info, warn or error", l.Level)
+		}
+	}
 }

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -48,9 +45,9 @@ func (c *signerConfig) Validate() error {
 	if len(c.AllowedClients) == 0 {
 		p.Addf("allowed_clients", "name at least one front end")
 	}
-	c.validateDatabase(&p)
+	c.validateShared(&p)
 	c.validateIssuance(&p)
-	c.Audit.validate(&p)
+	c.Log.validate(&p)
 	return p.Err()
 }
 
@@ -81,59 +78,25 @@ func runSigner(args []string) error {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	l := newListeners(logger)
+	defer l.shutdown()
+	addr, err := l.listen("listen", cfg.Listen, &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute})
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-	errc := make(chan error, 3)
-	go func() { errc <- httpSrv.ServeTLS(ln, "", "") }()
 	// The signer has the HSM and the ledger: it publishes CRLs and answers OCSP.
-	s := &server{core: c, cfg: &serveConfig{AdminListen: cfg.AdminListen, caConfig: cfg.caConfig}}
-	var servers []*http.Server
-	if cfg.PKI.Listen != "" {
-		pln, err := net.Listen("tcp", cfg.PKI.Listen)
-		if err != nil {
-			return fmt.Errorf("pki.listen: %w", err)
-		}
-		ocspPath := cfg.PKI.OCSPPath
-		if ocspPath == "" {
-			ocspPath = "/ocsp"
-		}
-		// The same bounds as serve's PKI listener: a stranger trickling a body
-		// must not hold a connection open for ever.
-		pki := &http.Server{Handler: pkiHandler(c.publisher, ocspPath, c.metrics), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-		servers = append(servers, pki)
-		go func() { errc <- pki.Serve(pln) }()
-	}
-	if cfg.AdminListen != "" {
-		aln, err := net.Listen("tcp", cfg.AdminListen)
-		if err != nil {
-			return fmt.Errorf("admin_listen: %w", err)
-		}
-		admin := &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, admin)
-		go func() { errc <- admin.Serve(aln) }()
+	if err := c.openShared(l, cfg.AdminListen, nil); err != nil {
+		return err
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go c.publisher.Run(bg)
-	go c.ledgerDuty(bg)
-	logger.Info("anvil signer serving", "listen", ln.Addr().String(), "clients", cfg.AllowedClients, "pki", cfg.PKI.Listen)
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
+	c.runDuties(bg)
+	logger.Info("anvil signer serving", "listen", addr.String(), "clients", cfg.AllowedClients, "pki", cfg.PKI.Listen)
+	if err := l.wait(ctx); err != nil {
+		return err
 	}
-	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancelShutdown()
-	httpSrv.Shutdown(shutdown)
-	for _, srv := range servers {
-		srv.Shutdown(shutdown)
-	}
+	logger.Info("shutting down")
+	l.shutdown()
 	return nil
 }

@@ -16,8 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/config"
 	"github.com/anvil-pki/anvil/issuance"
+	"github.com/anvil-pki/anvil/storage/ledger"
 )
 
 type atomicCert struct {
@@ -37,7 +38,7 @@ func (s *server) ensureTLSCertificate(ctx context.Context, issuers []*issuance.I
 	if len(s.cfg.TLS.IssueFor) > 0 {
 		svc, err := issuance.NewService(issuance.ServiceConfig{
 			Issuers: issuers, Profiles: profiles, DefaultProfile: s.cfg.DefaultProfile,
-			Ledger: acme.Ledger{Store: s.store}, SerialPrefix: byte(s.cfg.SerialPrefix), Logger: s.log,
+			Ledger: ledger.Issuance{Store: s.store}, SerialPrefix: byte(s.cfg.SerialPrefix), Logger: s.log,
 		})
 		if err != nil {
 			return nil, err
@@ -59,7 +60,7 @@ func (s *server) ensureTLSCertificate(ctx context.Context, issuers []*issuance.I
 // other names, or has less than a third of its life left.
 func (s *server) issueTLSIfNeeded(ctx context.Context) error {
 	dnsNames, ips := splitNames(s.cfg.TLS.IssueFor)
-	if leaf, err := readCertPEM(s.cfg.TLS.Cert); err == nil {
+	if leaf, err := config.ReadCertificate(s.cfg.TLS.Cert); err == nil {
 		life := leaf.NotAfter.Sub(leaf.NotBefore)
 		sameNames := slices.Equal(sortedCopy(leaf.DNSNames), sortedCopy(dnsNames)) && len(leaf.IPAddresses) == len(ips)
 		if sameNames && time.Until(leaf.NotAfter) > life/3 {

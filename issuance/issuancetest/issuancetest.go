@@ -1,6 +1,7 @@
 // Package issuancetest builds HSM-backed issuers for tests: a throwaway SoftHSM2
 // token, issuer keys generated on it, and issuer certificates signed by a test
-// root whose key lives in memory. Only tests import it.
+// root whose key lives in memory; and MemoryLedger, an issuance.Ledger in
+// memory for tests of issuance alone. Only tests import it.
 package issuancetest
 
 import (
