@@ -338,4 +338,16 @@ func TestHSMFaultsUnderLoad(t *testing.T) {
 		verifyBundle(t, ca, f.pem, leaf.DNSNames...)
 	}
 	t.Logf("in all: %d certificates issued, every one verifies; %d flows failed, over %s", total, failedTotal, time.Since(start).Round(time.Second))
+
+	// Every ledger row has an outcome once the server has stopped: each
+	// failed or corrupted signature closed its row as not signed.
+	ca.Stop()
+	out, err := ca.admin(t, "ledger", "check", "--config", filepath.Base(ca.cfgPath))
+	if err != nil {
+		t.Fatalf("anvil admin ledger check after the faults: %v\n%s", err, out)
+	}
+	t.Logf("ledger after the faults:\n%s", out)
+	if !strings.Contains(out, "bad_signature") {
+		t.Errorf("the corrupted signatures left no not_signed/bad_signature row:\n%s", out)
+	}
 }
