@@ -101,6 +101,20 @@ func openAdminStore(path string) (storage.Store, error) {
 	return openStore(context.Background(), cfg.Database)
 }
 
+// operatorReasons are the revocation reasons an operator may give (RFC 5280
+// 5.3.1, those RFC 8555 7.6 lets a subscriber give too), as flag help says them.
+const operatorReasons = "unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation"
+
+// operatorReason is the reason code of a --reason flag, or an error that
+// names the flag and the reasons it takes.
+func operatorReason(name string) (int, error) {
+	code, ok := acme.ReasonCode(name)
+	if !ok {
+		return 0, fmt.Errorf("--reason %q: want %s", name, operatorReasons)
+	}
+	return code, nil
+}
+
 func eabCreate(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("admin eab create", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "serve YAML file")
@@ -218,13 +232,13 @@ func adminRevoke(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("admin revoke", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "serve YAML file")
 	serial := fs.String("serial", "", "serial number in hex")
-	reason := fs.String("reason", "unspecified", "unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation")
+	reason := fs.String("reason", "unspecified", operatorReasons)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	code, ok := acme.ReasonCode(*reason)
-	if !ok {
-		return fmt.Errorf("--reason %q: want unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation", *reason)
+	code, err := operatorReason(*reason)
+	if err != nil {
+		return err
 	}
 	store, err := openAdminStore(*cfgPath)
 	if err != nil {

@@ -415,7 +415,7 @@ func adminRevokeAll(args []string, out io.Writer) error {
 	fs, cfgPath, asJSON := adminFlagSet("revoke-all")
 	account := fs.String("account", "", "revoke every certificate ordered by this account")
 	name := fs.String("name", "", "revoke every certificate ordered for this name (exact; *.example.com for a wildcard)")
-	reason := fs.String("reason", "", "required: unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation")
+	reason := fs.String("reason", "", "required: "+operatorReasons)
 	dryRun := fs.Bool("dry-run", false, "list what would be revoked, revoke nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -423,9 +423,9 @@ func adminRevokeAll(args []string, out io.Writer) error {
 	if (*account == "") == (*name == "") {
 		return errors.New("give exactly one of --account and --name")
 	}
-	code, ok := acme.ReasonCode(*reason)
-	if !ok {
-		return fmt.Errorf("--reason %q: want unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation", *reason)
+	code, err := operatorReason(*reason)
+	if err != nil {
+		return err
 	}
 	s, err := openAdminSession(*cfgPath)
 	if err != nil {
