@@ -69,6 +69,21 @@ func openAdminSession(path string) (*adminSession, error) {
 
 func (s *adminSession) Close() { s.store.Close() }
 
+// parseAndOpen parses a command's flags, then opens the configuration that
+// --config (bound to cfgPath in fs) names. For commands with no flag to
+// check in between.
+func parseAndOpen(fs *flag.FlagSet, args []string, cfgPath *string) (*adminSession, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return openAdminSession(*cfgPath)
+}
+
+// limitFlag is the --limit of the list commands.
+func limitFlag(fs *flag.FlagSet, limit *int) {
+	fs.IntVar(limit, "limit", 100, "at most this many, newest first (0: all)")
+}
+
 func writeJSON(out io.Writer, v any) error {
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
@@ -207,7 +222,7 @@ func adminCertList(args []string, out io.Writer) error {
 	fs.Var(after, "expires-after", "expiring after this time (RFC 3339, a date, or a duration from now)")
 	fs.Var(before, "expires-before", "expiring at or before this time (RFC 3339, a date, or a duration from now)")
 	within := fs.String("expires-within", "", "unexpired and expiring within this duration from now (e.g. 30d)")
-	fs.IntVar(&f.Limit, "limit", 100, "at most this many, newest first (0: all)")
+	limitFlag(fs, &f.Limit)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -259,11 +274,8 @@ func adminAccountList(args []string, out io.Writer) error {
 	fs.StringVar(&f.ID, "id", "", "account ID")
 	fs.StringVar(&f.Contact, "contact", "", "a contact URI, exact (mailto:ops@example.com)")
 	fs.StringVar(&f.Status, "status", "", "valid, deactivated or revoked")
-	fs.IntVar(&f.Limit, "limit", 100, "at most this many, newest first (0: all)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	s, err := openAdminSession(*cfgPath)
+	limitFlag(fs, &f.Limit)
+	s, err := parseAndOpen(fs, args, cfgPath)
 	if err != nil {
 		return err
 	}
@@ -306,11 +318,8 @@ func adminOrderList(args []string, out io.Writer) error {
 	fs.StringVar(&f.AccountID, "account", "", "account ID")
 	fs.StringVar(&f.Name, "name", "", "an identifier of the order, exact")
 	fs.StringVar(&f.Status, "status", "", "pending, processing, valid or invalid (as stored: a ready order is stored pending)")
-	fs.IntVar(&f.Limit, "limit", 100, "at most this many, newest first (0: all)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	s, err := openAdminSession(*cfgPath)
+	limitFlag(fs, &f.Limit)
+	s, err := parseAndOpen(fs, args, cfgPath)
 	if err != nil {
 		return err
 	}

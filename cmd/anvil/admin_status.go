@@ -134,10 +134,7 @@ func checkHealth(url string) hsmStatus {
 func adminStatus(args []string, out io.Writer) error {
 	fs, cfgPath, asJSON := adminFlagSet("status")
 	healthURL := fs.String("health-url", "", "the /health URL of the process that holds the HSM (default: http://ADMIN_LISTEN/health of this configuration)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	s, err := openAdminSession(*cfgPath)
+	s, err := parseAndOpen(fs, args, cfgPath)
 	if err != nil {
 		return err
 	}
