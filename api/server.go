@@ -170,18 +170,8 @@ func link(url, rel string) string { return "<" + url + `>;rel="` + rel + `"` }
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	p, status := ResolveProblem(err)
 	s.obs.ObserveProblem(p.Type)
-	if status >= 500 || p.Cause != nil {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "problem", p.Type, "detail", p.Detail, "cause", errString(p.Cause))
-	}
-	if p.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconvSeconds(p.RetryAfter))
-	}
-	if p.Location != "" {
-		w.Header().Set("Location", p.Location)
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(newProblemDocument(p, status))
+	LogProblem(s.log, "request failed", r, p, status)
+	WriteProblem(w, p, status, newProblemDocument(p, status))
 }
 
 // strconvSeconds renders a duration as whole seconds, rounded up, for

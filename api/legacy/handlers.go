@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/anvil-pki/anvil/acme"
+	"github.com/anvil-pki/anvil/api"
 	"github.com/anvil-pki/anvil/storage"
 )
 
@@ -145,7 +146,7 @@ func (s *Server) newReg(w http.ResponseWriter, r *http.Request) error {
 		return acme.Malformed("new-reg must agree to the terms of service: send \"agreement\": %q", tos)
 	}
 	acct, created, err := s.cfg.Core.NewAccount(r.Context(), req.jwk,
-		acme.NewAccountRequest{Contact: body.Contact, TermsOfServiceAgreed: body.Agreement != ""}, remoteIP(r), s.url(newRegPath))
+		acme.NewAccountRequest{Contact: body.Contact, TermsOfServiceAgreed: body.Agreement != ""}, api.RemoteIP(r), s.url(newRegPath))
 	if err != nil {
 		return err
 	}
@@ -154,7 +155,7 @@ func (s *Server) newReg(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", s.url(regPath+acct.ID))
 	s.regLinks(w)
-	return writeJSON(w, http.StatusCreated, s.regView(acct))
+	return api.WriteJSON(w, http.StatusCreated, s.regView(acct))
 }
 
 // checkAgreement accepts an agreement only to the terms this CA publishes.
@@ -194,7 +195,7 @@ func (s *Server) reg(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", s.url(regPath+acct.ID))
 	s.regLinks(w)
-	return writeJSON(w, http.StatusAccepted, s.regView(acct))
+	return api.WriteJSON(w, http.StatusAccepted, s.regView(acct))
 }
 
 // newAuthz creates a pending authorization for one name. The seed's
@@ -225,7 +226,7 @@ func (s *Server) newAuthz(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", s.url(authzPath+a.ID))
 	w.Header().Add("Link", link(s.url(newCertPath), "next"))
-	return writeJSON(w, http.StatusCreated, s.authzView(a))
+	return api.WriteJSON(w, http.StatusCreated, s.authzView(a))
 }
 
 // authz shows an authorization to a plain GET, as v1 clients poll.
@@ -235,7 +236,7 @@ func (s *Server) authz(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Add("Link", link(s.url(newCertPath), "next"))
-	return writeJSON(w, http.StatusOK, s.authzView(a))
+	return api.WriteJSON(w, http.StatusOK, s.authzView(a))
 }
 
 // getChallenge shows a challenge to a plain GET. 202, as Boulder answered
@@ -246,7 +247,7 @@ func (s *Server) getChallenge(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Add("Link", link(s.url(authzPath+a.ID), "up"))
-	return writeJSON(w, http.StatusAccepted, s.challengeView(ch))
+	return api.WriteJSON(w, http.StatusAccepted, s.challengeView(ch))
 }
 
 // postChallenge is the client's answer: {"resource":"challenge",
@@ -291,7 +292,7 @@ func (s *Server) postChallenge(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Add("Link", link(s.url(authzPath+a.ID), "up"))
 	w.Header().Set("Location", s.url(challengePath+ch.ID))
-	return writeJSON(w, http.StatusAccepted, s.challengeView(ch))
+	return api.WriteJSON(w, http.StatusAccepted, s.challengeView(ch))
 }
 
 // newCert issues for a CSR: an implicit order for its names, finalized on

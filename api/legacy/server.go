@@ -19,9 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -164,22 +162,12 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error)
 	// The status is ACME v2's for the same problem (api.ResolveProblem); only
 	// the type's namespace differs.
 	p, status := api.ResolveProblem(err)
-	if status >= 500 || p.Cause != nil {
-		s.log.Error("legacy request failed", "method", r.Method, "path", r.URL.Path, "problem", p.Type, "detail", p.Detail, "cause", errString(p.Cause))
-	}
-	if p.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((p.RetryAfter+time.Second-1)/time.Second)))
-	}
-	if p.Location != "" {
-		w.Header().Set("Location", p.Location)
-	}
+	api.LogProblem(s.log, "legacy request failed", r, p, status)
 	out := v1Problem{Type: acme.LegacyProblemType(p.Type), Detail: p.Detail, Status: status, Algorithms: p.Algorithms}
 	for _, sp := range p.Subproblems {
 		out.Subproblems = append(out.Subproblems, v1Subproblem{Type: acme.LegacyProblemType(sp.Type), Detail: sp.Detail, Identifier: sp.Identifier})
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(out)
+	api.WriteProblem(w, p, status, out)
 }
 
 // legacyError rewrites a stored RFC 8555 problem (a challenge's error) in the
@@ -201,35 +189,9 @@ func legacyError(raw []byte) json.RawMessage {
 	return b
 }
 
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return acme.ServerInternal(err, "encoding the response")
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, err = w.Write(b)
-	return err
-}
-
 // link is an RFC 8288 Link value with an absolute URL and a quoted
 // relation, the spelling v1 clients parse.
 func link(url, rel string) string { return "<" + url + `>;rel="` + rel + `"` }
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
 
 // directory serves the v1 directory: the four resources of the seed, and
 // the terms in meta as Boulder put them.
@@ -243,5 +205,5 @@ func (s *Server) directory(w http.ResponseWriter, r *http.Request) error {
 	if tos := s.cfg.Core.TermsOfService(); tos != "" {
 		dir["meta"] = map[string]any{"terms-of-service": tos}
 	}
-	return writeJSON(w, http.StatusOK, dir)
+	return api.WriteJSON(w, http.StatusOK, dir)
 }
