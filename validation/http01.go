@@ -41,6 +41,14 @@ type hop struct {
 func (v *Validator) validateHTTP01(ctx context.Context, at *attempt, t target, token, keyAuth string) *Problem {
 	h := hop{host: t.String(), ip: t.ip, port: v.cfg.HTTPPort}
 	h.url = &url.URL{Scheme: "http", Host: urlHost(h.host, h.port, 80), Path: wellKnownPath + token}
+	return v.followChain(ctx, at, h, keyAuth)
+}
+
+// followChain fetches h, following at most MaxRedirects redirects (each
+// checked by redirectTarget, none twice), and compares the final body with
+// want: the fetch of http-01 and of the v1 front end's simpleHttps, which
+// differ only in their first URL and in what the body must hold.
+func (v *Validator) followChain(ctx context.Context, at *attempt, h hop, want string) *Problem {
 	seen := map[string]bool{h.url.String(): true}
 	for redirects := 0; ; redirects++ {
 		res, prob := v.fetch(ctx, at, h)
@@ -48,7 +56,7 @@ func (v *Validator) validateHTTP01(ctx context.Context, at *attempt, t target, t
 			return prob
 		}
 		if res.location == "" {
-			return v.checkBody(h, res, keyAuth)
+			return v.checkBody(h, res, want)
 		}
 		if redirects >= v.cfg.MaxRedirects {
 			return newProblem(ProblemConnection, nil, "Fetching %s: too many redirects (more than %d)", h.url, v.cfg.MaxRedirects)

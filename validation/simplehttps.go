@@ -22,26 +22,5 @@ const ChallengeSimpleHTTPS = "simpleHttps"
 func (v *Validator) validateSimpleHTTPS(ctx context.Context, at *attempt, t target, token string) *Problem {
 	h := hop{host: t.String(), ip: t.ip, port: v.cfg.TLSPort}
 	h.url = &url.URL{Scheme: "https", Host: urlHost(h.host, h.port, 443), Path: wellKnownPath + token}
-	seen := map[string]bool{h.url.String(): true}
-	for redirects := 0; ; redirects++ {
-		res, prob := v.fetch(ctx, at, h)
-		if prob != nil {
-			return prob
-		}
-		if res.location == "" {
-			return v.checkBody(h, res, token)
-		}
-		if redirects >= v.cfg.MaxRedirects {
-			return newProblem(ProblemConnection, nil, "Fetching %s: too many redirects (more than %d)", h.url, v.cfg.MaxRedirects)
-		}
-		next, prob := v.redirectTarget(h, res.location)
-		if prob != nil {
-			return prob
-		}
-		if seen[next.url.String()] {
-			return newProblem(ProblemConnection, nil, "Fetching %s: redirect loop: %s was already fetched", h.url, next.url)
-		}
-		seen[next.url.String()] = true
-		h = next
-	}
+	return v.followChain(ctx, at, h, token)
 }
