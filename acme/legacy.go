@@ -103,14 +103,8 @@ func (ca *Core) LegacyIssue(ctx context.Context, acct *storage.Account, accountK
 	if len(want) > ca.cfg.MaxIdentifiers {
 		return nil, RejectedIdentifier("a certificate may have at most %d names", ca.cfg.MaxIdentifiers)
 	}
-	idents, perr := ca.checkIdentifiers(want)
-	if perr != nil {
-		return nil, perr
-	}
-	if err := ca.checkEABPolicy(ctx, acct, idents); err != nil {
-		return nil, err
-	}
-	if err := ca.limitOrders(ctx, acct.ID, idents); err != nil {
+	idents, err := ca.admitIdentifiers(ctx, acct, want)
+	if err != nil {
 		return nil, err
 	}
 	now := ca.now()

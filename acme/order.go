@@ -33,14 +33,8 @@ func (ca *Core) NewOrder(ctx context.Context, acct *storage.Account, req NewOrde
 	if req.Profile != "" && !ca.hasProfile(req.Profile) {
 		return nil, InvalidProfile("unknown profile %q", req.Profile)
 	}
-	idents, perr := ca.checkIdentifiers(req.Identifiers)
-	if perr != nil {
-		return nil, perr
-	}
-	if err := ca.checkEABPolicy(ctx, acct, idents); err != nil {
-		return nil, err
-	}
-	if err := ca.limitOrders(ctx, acct.ID, idents); err != nil {
+	idents, err := ca.admitIdentifiers(ctx, acct, req.Identifiers)
+	if err != nil {
 		return nil, err
 	}
 	if req.Replaces != "" {
@@ -126,6 +120,23 @@ func (ca *Core) hasProfile(name string) bool {
 type checkedIdent struct {
 	ident    Identifier // as it appears in the order (wildcard included)
 	wildcard bool
+}
+
+// admitIdentifiers is the policy every new order passes, from either front
+// end: the identifiers themselves (checkIdentifiers), the names an EAB key
+// allows its accounts, and the order rate limits, in that order.
+func (ca *Core) admitIdentifiers(ctx context.Context, acct *storage.Account, ids []Identifier) ([]checkedIdent, error) {
+	idents, perr := ca.checkIdentifiers(ids)
+	if perr != nil {
+		return nil, perr
+	}
+	if err := ca.checkEABPolicy(ctx, acct, idents); err != nil {
+		return nil, err
+	}
+	if err := ca.limitOrders(ctx, acct.ID, idents); err != nil {
+		return nil, err
+	}
+	return idents, nil
 }
 
 // checkIdentifiers applies the identifier policy; every refused identifier
