@@ -489,7 +489,10 @@ type DNSServer struct {
 	mu   sync.Mutex
 	txt  map[string][]string
 	caa  map[string][]dns.CAA
-	srv  *dns.Server
+	// a holds, per name, the A answers still to give, one per query; the
+	// last one repeats. Names not in it answer 127.0.0.1.
+	a   map[string][]net.IP
+	srv *dns.Server
 	// control is the URL of the HTTP control endpoint, once started.
 	control string
 }
@@ -501,7 +504,7 @@ func StartDNS(t testing.TB) *DNSServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &DNSServer{Addr: pc.LocalAddr().String(), txt: map[string][]string{}, caa: map[string][]dns.CAA{}}
+	d := &DNSServer{Addr: pc.LocalAddr().String(), txt: map[string][]string{}, caa: map[string][]dns.CAA{}, a: map[string][]net.IP{}}
 	d.srv = &dns.Server{PacketConn: pc, Handler: d}
 	started := make(chan struct{})
 	d.srv.NotifyStartedFunc = func() { close(started) }
@@ -509,6 +512,15 @@ func StartDNS(t testing.TB) *DNSServer {
 	<-started
 	t.Cleanup(func() { d.srv.Shutdown() })
 	return d
+}
+
+// SetA makes the A queries for name (fully qualified, with the dot) answer
+// ips in turn, one per query, the last one from then on: a name whose answer
+// changes between queries, as DNS rebinding makes it.
+func (d *DNSServer) SetA(name string, ips ...net.IP) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.a[strings.ToLower(name)] = ips
 }
 
 // SetTXT sets the TXT records of name (a fully qualified name, with the dot).
@@ -599,7 +611,14 @@ func (d *DNSServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		switch q.Qtype {
 		case dns.TypeA:
 			hdr.Rrtype = dns.TypeA
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.IPv4(127, 0, 0, 1)})
+			ip := net.IPv4(127, 0, 0, 1)
+			if seq := d.a[name]; len(seq) > 0 {
+				ip = seq[0]
+				if len(seq) > 1 {
+					d.a[name] = seq[1:]
+				}
+			}
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip})
 		case dns.TypeTXT:
 			hdr.Rrtype = dns.TypeTXT
 			for _, v := range d.txt[name] {

@@ -180,3 +180,53 @@ func TestHostileValidation(t *testing.T) {
 		}
 	})
 }
+
+// DNS rebinding: the name answers 127.0.0.1 to the first query and
+// 127.0.0.2 to every later one, where a second server holds the right key
+// authorization. The first address redirects back to the same name; the CA
+// must follow the redirect to the address it resolved first (which answers
+// 404), never re-resolve and reach the new one.
+func TestHostileValidationRebinding(t *testing.T) {
+	ca := NewCA(t)
+	target := startHostileHTTP(t, ca)
+	var rebound sync.Mutex
+	reached := 0
+	l, err := net.Listen("tcp", "127.0.0.2:"+strconv.Itoa(ca.HTTPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rebound.Lock()
+		reached++
+		rebound.Unlock()
+		token := strings.TrimPrefix(r.URL.Path, "/.well-known/acme-challenge/")
+		target.mu.Lock()
+		defer target.mu.Unlock()
+		io.WriteString(w, target.keys[token])
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	rc := newRawClient(t, ca, newKey(t))
+	rc.register()
+
+	const name = "rebind.anvil-e2e.com"
+	ca.DNS.SetA(name+".", net.IPv4(127, 0, 0, 1), net.IPv4(127, 0, 0, 2))
+	ch := target.challenge(t, rc, name, func(token string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.RawQuery == "again" {
+				http.NotFound(w, r) // the first address never has the answer
+				return
+			}
+			http.Redirect(w, r, "/.well-known/acme-challenge/"+token+"?again", http.StatusFound)
+		}
+	})
+	rebound.Lock()
+	defer rebound.Unlock()
+	if reached > 0 {
+		t.Errorf("validation reached the rebound address %d times: a redirect re-resolved the name", reached)
+	}
+	if ch.Status != "invalid" {
+		t.Fatalf("challenge %s (%+v): the rebound address answered for the name", ch.Status, ch.Error)
+	}
+	t.Logf("%s: %s", ch.Error.Type, ch.Error.Detail)
+}
