@@ -143,7 +143,7 @@ func openCore(ctx context.Context, cfg *caConfig, logger *slog.Logger, issue boo
 	}
 	if c.svc, err = issuance.NewService(issuance.ServiceConfig{
 		Issuers: c.issuers, Profiles: c.profiles, DefaultProfile: cfg.DefaultProfile,
-		Ledger: auditedLedger{ledger.Issuance{Store: c.store, Holder: cfg.nodeID()}, c.audit}, Policy: c.rules,
+		Ledger: auditedLedger{ledger.Issuance{Store: c.store, Holder: cfg.nodeID()}, c.audit, logger}, Policy: c.rules,
 		SerialPrefix: byte(cfg.SerialPrefix), Logger: logger, Observer: c.metrics,
 	}); err != nil {
 		return nil, err

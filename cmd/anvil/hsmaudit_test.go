@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"sync"
 	"testing"
@@ -60,7 +61,7 @@ func TestLedgerOutcomesAreAudited(t *testing.T) {
 	ctx := context.Background()
 	rec := &recordedEvents{}
 	mem := issuancetest.NewMemoryLedger()
-	l := auditedLedger{mem, rec}
+	l := auditedLedger{mem, rec, nil}
 	for i, outcome := range []string{"issued", "not_signed", "abandoned"} {
 		serial := big.NewInt(int64(100 + i))
 		if err := l.RecordIntent(ctx, issuance.SerialReservation{Serial: serial, Issuer: "int-ecdsa", LintCert: []byte{1}}); err != nil {
@@ -94,5 +95,30 @@ func TestLedgerOutcomesAreAudited(t *testing.T) {
 	}
 	if rec.evs[1].Data["reason"] != issuance.NotSignedBadSignature {
 		t.Errorf("not_signed event lacks its reason: %+v", rec.evs[1])
+	}
+}
+
+type failingRecorder struct{}
+
+func (failingRecorder) Record(context.Context, audit.Event) error {
+	return errors.New("audit: write: no space left on device")
+}
+
+// An outcome the ledger holds is not undone by an audit log that fails: to
+// issuance an error from RecordIssued means "not on record", and the order
+// would be issued a second certificate.
+func TestLedgerOutcomeStandsWhenTheAuditLogFails(t *testing.T) {
+	ctx := context.Background()
+	mem := issuancetest.NewMemoryLedger()
+	l := auditedLedger{mem, failingRecorder{}, slog.New(slog.DiscardHandler)}
+	serial := big.NewInt(7)
+	if err := l.RecordIntent(ctx, issuance.SerialReservation{Serial: serial, Issuer: "int-ecdsa", LintCert: []byte{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RecordIssued(ctx, serial, []byte{2}); err != nil {
+		t.Fatalf("RecordIssued = %v after the ledger recorded the certificate; issuance would abandon it and the order would be issued again", err)
+	}
+	if e, ok := mem.Entry(serial); !ok || e.Cert == nil {
+		t.Fatal("the ledger does not hold the certificate")
 	}
 }
