@@ -12,8 +12,9 @@ import (
 // it, in the front end's check and in the signer's (CheckNames); each can be
 // allowed on its own.
 func TestSpecialUseNames(t *testing.T) {
-	suffixes := []string{"local", "localhost", "invalid", "test", "example", "onion", "alt", "home.arpa", "internal", "example.com", "example.net", "example.org"}
-	if got := SpecialUseSuffixes(); strings.Join(got, ",") != strings.Join([]string{"local", "localhost", "invalid", "test", "example", "example.com", "example.net", "example.org", "onion", "alt", "home.arpa", "internal"}, ",") {
+	suffixes := []string{"local", "localhost", "invalid", "test", "example", "onion", "alt", "home.arpa", "internal", "example.com", "example.net", "example.org",
+		"ipv4only.arpa", "resolver.arpa", "service.arpa", "6tisch.arpa", "in-addr.arpa", "ip6.arpa"}
+	if got := SpecialUseSuffixes(); strings.Join(got, ",") != strings.Join([]string{"local", "localhost", "invalid", "test", "example", "example.com", "example.net", "example.org", "onion", "alt", "home.arpa", "ipv4only.arpa", "resolver.arpa", "service.arpa", "6tisch.arpa", "in-addr.arpa", "ip6.arpa", "internal"}, ",") {
 		t.Errorf("SpecialUseSuffixes() = %v", got)
 	}
 	def, err := New(Config{AllowSingleLabel: true})

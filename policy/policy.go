@@ -56,6 +56,12 @@ var specialUse = []struct{ suffix, why string }{
 	{"onion", "RFC 7686, Tor onion services"},
 	{"alt", "RFC 9476, non-DNS namespaces"},
 	{"home.arpa", "RFC 8375, home networks"},
+	{"ipv4only.arpa", "RFC 8880, NAT64 discovery"},
+	{"resolver.arpa", "RFC 9462, resolver discovery"},
+	{"service.arpa", "RFC 9665, service registration"},
+	{"6tisch.arpa", "RFC 9031, 6TiSCH networks"},
+	{"in-addr.arpa", "RFC 6761 section 6.1 and RFC 1035, reverse mapping of IPv4 addresses"},
+	{"ip6.arpa", "RFC 3596, reverse mapping of IPv6 addresses"},
 	{"internal", "ICANN-reserved for private use"},
 }
 
