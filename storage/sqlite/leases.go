@@ -85,7 +85,9 @@ func (s *Store) ReleaseAllLeases(ctx context.Context) (int64, error) {
 			}
 			n += m
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM leases`)
+		// An operator's CRL request (storage.CRLRequestLease) is no lease of
+		// the dead process: it waits for the publisher.
+		_, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE name NOT LIKE 'crl-request/%'`)
 		return err
 	})
 	if err != nil {

@@ -215,6 +215,11 @@ func testReleaseLeases(t *testing.T, s storage.Store) {
 	if os, err := s.ClaimOrders(ctx, now, time.Minute, 10); err != nil || len(os) != 0 {
 		t.Fatalf("ClaimOrders of a leased order = %d, %v; want none", len(os), err)
 	}
+	// An operator's CRL request waits for the publisher across a restart.
+	a, isAdmin := s.(storage.Admin)
+	if isAdmin {
+		must(t, a.RequestCRL(ctx, "r1", base), "RequestCRL")
+	}
 	n, err := s.ReleaseAllLeases(ctx)
 	must(t, err, "ReleaseAllLeases")
 	if n != 2 {
@@ -232,6 +237,11 @@ func testReleaseLeases(t *testing.T, s storage.Store) {
 	}
 	if !take("crl/r1", "newer", now) {
 		t.Fatal("a named lease survived ReleaseAllLeases")
+	}
+	if isAdmin {
+		if got, err := a.CRLRequested(ctx, "r1"); err != nil || !got.Equal(base) {
+			t.Fatalf("CRLRequested after ReleaseAllLeases = %v, %v; want the request of %v kept", got, err, base)
+		}
 	}
 }
 
