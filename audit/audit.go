@@ -69,6 +69,7 @@ type Log struct {
 	lastCP   uint64 // line number of the last checkpoint
 	err      error  // set when a write failed: the chain cannot go on
 	closed   bool
+	closing  bool // a Close is under way
 	syncMu   sync.Mutex
 	syncedTo uint64 // guarded by syncMu
 
@@ -447,10 +448,13 @@ func (l *Log) Err() error {
 // was cut, or its process crashed or still runs.
 func (l *Log) Close() error {
 	l.mu.Lock()
-	if l.closed {
+	if l.closed || l.closing {
 		l.mu.Unlock()
 		return nil
 	}
+	// Only the first Close goes on: a second one at the same time would close
+	// l.stop twice.
+	l.closing = true
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done
