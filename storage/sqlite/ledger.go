@@ -30,9 +30,15 @@ func (s *Store) ReserveSerial(ctx context.Context, c *storage.Certificate) error
 	if err := records.PrepareCertificate(c); err != nil {
 		return fmt.Errorf("reserve serial: %w", err)
 	}
+	// No lint certificate is NULL, a bare reservation, as on PostgreSQL: an
+	// empty one must not count as an intent.
+	var lint []byte
+	if len(c.LintDER) > 0 {
+		lint = c.LintDER
+	}
 	_, err := s.exec(ctx, `INSERT INTO certificates (serial, issuer, profile, order_id, lint_der, created_at, expires, holder)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.Serial, c.Issuer, c.Profile, c.OrderID, c.LintDER, micros(c.CreatedAt), micros(c.Expires), c.Holder)
+		c.Serial, c.Issuer, c.Profile, c.OrderID, lint, micros(c.CreatedAt), micros(c.Expires), c.Holder)
 	return mapErr(err, fmt.Sprintf("reserve serial %s", c.Serial))
 }
 
