@@ -134,6 +134,7 @@ func (t *Token) Relogin() error {
 	if err != nil {
 		return t.err("re-read the PIN", "", nil, err)
 	}
+	t.refreshRefused.Store(nil)
 	t.mu.Lock()
 	t.pin = pin
 	refused := t.state.Load().loginRefused != nil && !t.closed

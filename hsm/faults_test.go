@@ -445,3 +445,23 @@ func BenchmarkVerifySignature(b *testing.B) {
 		})
 	}
 }
+
+// A background refresh (replacing a context whose pool holds a dead session)
+// logs in; when the token refuses that PIN, nothing logs in again on its own,
+// however many sessions die afterwards: retries would lock a real HSM's PIN.
+func TestRefreshDoesNotLogInAgainAfterARefusedPIN(t *testing.T) {
+	r := openFaultToken(t)
+	logins := r.faults.Logins()
+	r.faults.SetT(t, "C_Sign closesession every=3\nC_Login error=CKR_PIN_INCORRECT")
+	for i := 0; i < 30; i++ {
+		r.sign() // some may fail once the pool holds only dead sessions: not the point here
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // any refresh still under way ends
+	if n := r.faults.Logins() - logins; n != 1 {
+		t.Fatalf("%d C_Login calls after the token refused the PIN, want exactly 1", n)
+	}
+	if r.events.count(hsm.EventLoginRefused) < 1 {
+		t.Errorf("events %v, want login_refused", r.events.kinds())
+	}
+}

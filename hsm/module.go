@@ -131,6 +131,11 @@ func (m *module) recoverLoop() {
 				// A token that refused the PIN waits for the operator (Relogin).
 				continue
 			}
+			if refused := t.refreshRefused.Load(); refused != nil {
+				// It refused this PIN at a background refresh already.
+				t.noteRefused(*refused)
+				continue
+			}
 			if err := t.reopen(); err != nil {
 				t.stats.recoveryFailures.Add(1)
 				if t.noteRefused(err) != nil {

@@ -110,6 +110,9 @@ type Token struct {
 	degraded atomic.Pointer[degradation]
 	// refreshing is set while refresh replaces a context with a dead session.
 	refreshing atomic.Bool
+	// refreshRefused stops background refreshes after one whose login the
+	// token refused, until Relogin: a refused PIN is not tried again on our own.
+	refreshRefused atomic.Pointer[error]
 }
 
 // tokenState is an immutable snapshot: a live crypto11 context and the signers
@@ -392,7 +395,7 @@ func (t *Token) reopen() error {
 // no sign can still be about to use it. One refresh at a time; a failed one
 // leaves the working context in place.
 func (t *Token) refresh(gen uint64, cause error) {
-	if !t.refreshing.CompareAndSwap(false, true) {
+	if t.refreshRefused.Load() != nil || !t.refreshing.CompareAndSwap(false, true) {
 		return
 	}
 	defer t.refreshing.Store(false)
@@ -403,6 +406,16 @@ func (t *Token) refresh(gen uint64, cause error) {
 		return // recovered or down meanwhile: nothing old to replace
 	}
 	if err := t.reopen(); err != nil {
+		if pinRefused(err) {
+			// The working context stays; no background login again until
+			// the operator re-reads the PIN (SIGHUP), so as not to lock it.
+			t.refreshRefused.Store(&err)
+			t.stats.loginRefusals.Add(1)
+			t.cfg.Logger.Error("hsm token refused the PIN when replacing a context with a dead session; keeping the old context, not logging in again until SIGHUP",
+				"module", t.cfg.ModulePath, "token", t.name, "error", err.Error())
+			t.event(EventLoginRefused, "", err)
+			return
+		}
 		t.cfg.Logger.Warn("hsm could not replace a context with a dead session; keeping it", "module", t.cfg.ModulePath, "token", t.name, "error", err.Error())
 		return
 	}
