@@ -49,9 +49,18 @@ bench: deps
 # A load generator of lego clients against a real anvil serve (SoftHSM2, SQLite):
 # complete ACME flows at concurrency 1, 4 and 16. FLOWS per level; add
 # PROFILE=/tmp/anvil.prof for a CPU profile of the server at concurrency 16.
+# The same load runs against Pebble (PEBBLE_VERSION, go-installed into
+# BENCH_CACHE the first time), alternating with Anvil per level; a table of
+# both and their ratios ends the output. PEBBLE= (empty) runs Anvil alone.
 FLOWS ?= 2000
-bench-acme: deps
-	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE))
+PEBBLE_VERSION ?= v2.10.3
+BENCH_CACHE ?= $(HOME)/.cache/anvil-bench
+PEBBLE ?= $(BENCH_CACHE)/pebble-$(PEBBLE_VERSION)/pebble
+bench-acme: deps $(PEBBLE)
+	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 60m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE)) $(if $(PEBBLE),-pebble=$(PEBBLE))
+
+$(BENCH_CACHE)/pebble-%/pebble:
+	GOBIN=$(dir $@) $(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@$*
 
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
