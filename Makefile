@@ -9,7 +9,7 @@ BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench bench-acme bench-scale run deps deps-run vet fmt clean faultmod fuzz
+.PHONY: all build test unit bench bench-acme bench-bigdb bench-scale run deps deps-run vet fmt clean faultmod fuzz
 
 all: build
 
@@ -61,6 +61,13 @@ bench-acme: deps $(PEBBLE)
 
 $(BENCH_CACHE)/pebble-%/pebble:
 	GOBIN=$(dir $@) $(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@$*
+
+# A SQLite database seeded with ROWS certificates, one in ten revoked: the
+# store's work of an issuance (p50/p99), an OCSP answer's read, and a CRL of
+# every revoked certificate read and signed on SoftHSM2.
+ROWS ?= 100000
+bench-bigdb: deps
+	$(GO) test -run '^$$' -bench BigDatabase -benchtime 1x -timeout 60m ./storage/sqlite/ -bigdb-rows=$(ROWS)
 
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
