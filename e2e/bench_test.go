@@ -34,7 +34,7 @@ var (
 	// answer to its POST and no Retry-After says otherwise, polls again after
 	// 5 s (±50%), which is what a Pebble whose VA loses that race shows.
 	benchStallAfter  = flag.Duration("stall-after", time.Second, "a flow taking longer than this is a stall")
-	benchFlowTimeout = flag.Duration("flow-timeout", time.Minute, "give up a flow after this long")
+	benchFlowTimeout = flag.Duration("flow-timeout", 10*time.Second, "give up a flow after this long: the server stalled")
 )
 
 // captureProfile saves a CPU profile of the running server from its admin
@@ -121,6 +121,7 @@ type benchResult struct {
 	serverCPU time.Duration // CPU of the server processes over the run
 	clientCPU time.Duration // CPU of this process over the run
 	stalls    int           // flows slower than -stall-after
+	hung      string        // a flow that hit -flow-timeout
 	stall     string        // why the run counts as stalled; empty if it did not
 }
 
@@ -166,8 +167,9 @@ func measureFlows(b *testing.B, clients []*lego.Client, label string, pids ...in
 //
 // A run stalls when a flow takes longer than -stall-after, or when the
 // throughput of its last quarter of flows falls under a quarter of its first
-// quarter's (a collapse). After max(5, 5%) slow flows no new flow starts: the
-// run's numbers would only measure the stalls. With strict, a failed flow
+// quarter's (a collapse). After max(5, 5%) slow flows, or one that did not
+// finish within -flow-timeout (the server stopped answering), no new flow
+// starts: the run's numbers would only measure the stalls. With strict, a failed flow
 // fails the benchmark.
 func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, pids ...int) benchResult {
 	var res benchResult
@@ -214,7 +216,14 @@ func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, p
 				d := time.Since(t0)
 				mu.Lock()
 				switch {
-				case errors.Is(err, context.DeadlineExceeded) || d > *benchStallAfter:
+				case errors.Is(err, context.DeadlineExceeded):
+					// The server stopped answering: nothing more to measure.
+					res.stalls++
+					if res.hung == "" {
+						res.hung = fmt.Sprintf("flow %d did not finish within %s", i, *benchFlowTimeout)
+					}
+					stopped.Store(true)
+				case d > *benchStallAfter:
 					res.stalls++
 					if res.stalls >= maxStalls {
 						stopped.Store(true)
@@ -241,8 +250,11 @@ func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, p
 		}
 	}
 	res.flows = len(done)
-	if res.stalls > 0 {
-		res.stall = fmt.Sprintf("%d flows took over %s (run stopped after %d)", res.stalls, *benchStallAfter, maxStalls)
+	switch {
+	case res.hung != "":
+		res.stall = res.hung
+	case res.stalls > 0:
+		res.stall = fmt.Sprintf("%d flows took over %s (run stopped at %d)", res.stalls, *benchStallAfter, maxStalls)
 	}
 	if strict && res.errors > 0 {
 		b.Fatalf("%d flows failed (first: %v)", res.errors, errs)
