@@ -51,13 +51,14 @@ bench: deps
 # PROFILE=/tmp/anvil.prof for a CPU profile of the server at concurrency 16.
 # The same load runs against Pebble (PEBBLE_VERSION, go-installed into
 # BENCH_CACHE the first time), alternating with Anvil per level; a table of
-# both and their ratios ends the output. PEBBLE= (empty) runs Anvil alone.
+# both and their ratios ends the output. PEBBLE= (empty) runs Anvil alone;
+# PEBBLE_ENV="PEBBLE_AUTHZREUSE=0" adds to Pebble's environment.
 FLOWS ?= 2000
 PEBBLE_VERSION ?= v2.10.3
 BENCH_CACHE ?= $(HOME)/.cache/anvil-bench
 PEBBLE ?= $(BENCH_CACHE)/pebble-$(PEBBLE_VERSION)/pebble
 bench-acme: deps $(PEBBLE)
-	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 60m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE)) $(if $(PEBBLE),-pebble=$(PEBBLE))
+	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 60m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE)) $(if $(PEBBLE),-pebble=$(PEBBLE)) $(if $(PEBBLE_ENV),-pebble-env="$(PEBBLE_ENV)")
 
 $(BENCH_CACHE)/pebble-%/pebble:
 	GOBIN=$(dir $@) $(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@$*

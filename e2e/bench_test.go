@@ -26,9 +26,10 @@ import (
 )
 
 var (
-	benchFlows   = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
-	benchProfile = flag.String("server-profile", "", "write a 5 s CPU profile of the server during the concurrency=16 run to this file")
-	benchPebble  = flag.String("pebble", "", "path of a pebble binary: BenchmarkACMEFlows runs the same load against it, alternating with Anvil")
+	benchFlows     = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
+	benchProfile   = flag.String("server-profile", "", "write a 5 s CPU profile of the server during the concurrency=16 run to this file")
+	benchPebble    = flag.String("pebble", "", "path of a pebble binary: BenchmarkACMEFlows runs the same load against it, alternating with Anvil")
+	benchPebbleEnv = flag.String("pebble-env", "", "space-separated NAME=VALUE settings added to Pebble's environment, e.g. PEBBLE_AUTHZREUSE=0")
 	// A flow takes milliseconds; one that takes a second is a stall, not a
 	// data point: lego, when a challenge is not valid yet in the server's
 	// answer to its POST and no Retry-After says otherwise, polls again after
@@ -71,12 +72,9 @@ func captureProfile(b testing.TB, ca *CA, path string) {
 func BenchmarkACMEFlows(b *testing.B) {
 	legolog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ca := NewCA(b)
-	var (
-		peb    *CA
-		pebPid int
-	)
+	var peb *pebbleProc
 	if *benchPebble != "" {
-		peb, pebPid = startPebble(b, *benchPebble)
+		peb = startPebble(b, *benchPebble)
 	}
 	var rows []benchRow
 	for _, conc := range []int{1, 4, 16} {
@@ -85,7 +83,17 @@ func BenchmarkACMEFlows(b *testing.B) {
 			b.Run(fmt.Sprintf("concurrency=%d/%s", conc, name), func(b *testing.B) {
 				clients := make([]*lego.Client, conc)
 				for i := range clients {
-					clients[i] = benchClient(b, target)
+					c, err := benchClient(b, target)
+					if err != nil && target == ca {
+						b.Fatal(err)
+					}
+					if err != nil {
+						r := benchResult{stall: err.Error(), hung: err.Error()}
+						r.report(b)
+						*res = &r
+						return
+					}
+					clients[i] = c
 				}
 				if *benchProfile != "" && conc == 16 && target == ca {
 					go func() {
@@ -103,7 +111,10 @@ func BenchmarkACMEFlows(b *testing.B) {
 		}
 		run("anvil", ca, ca.Pid(), &row.anvil)
 		if peb != nil {
-			run("pebble", peb, pebPid, &row.pebble)
+			run("pebble", peb.CA, peb.Pid(), &row.pebble)
+			if row.pebble != nil && row.pebble.hung != "" {
+				peb.dumpAndRestart(b)
+			}
 		}
 		rows = append(rows, row)
 	}
@@ -176,6 +187,9 @@ func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, p
 	for i, c := range clients {
 		if err := obtainCtx(c, fmt.Sprintf("warm-%s-%d.bench.anvil-e2e.com", label, i), *benchFlowTimeout); err != nil {
 			res.stall = fmt.Sprintf("warm-up flow: %v", err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				res.hung = res.stall
+			}
 			if strict {
 				b.Fatal(res.stall)
 			}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,27 +18,44 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
 
 	"github.com/go-acme/lego/v5/lego"
+	"github.com/go-acme/lego/v5/registration"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/miekg/dns"
 )
 
-// startPebble runs the pebble binary at bin on free loopback ports, for
-// BenchmarkACMEFlows to load like Anvil. It returns its pid and a CA whose DirURL, Roots,
-// HTTPPort and DNS the lego helpers use as they do Anvil's: Pebble's VA
-// resolves through the harness's DNS server (every name is 127.0.0.1) and
-// validates http-01 on the same kind of responder.
+// pebbleProc is a Pebble that BenchmarkACMEFlows loads like Anvil: CA holds
+// the DirURL, Roots, HTTPPort and DNS the lego helpers use as they do
+// Anvil's. Pebble's VA resolves through the harness's DNS server (every
+// name is 127.0.0.1) and validates http-01 on the same kind of responder.
 //
 // Pebble's own test configuration is used as it ships, except for the
 // addresses, and two environment switches: PEBBLE_VA_NOSLEEP=1 (its VA
 // otherwise sleeps up to 15 s before each validation) and
 // PEBBLE_WFE_NONCEREJECT=0 (otherwise it rejects 5% of good nonces on
-// purpose, a fault injection Anvil does not do).
-func startPebble(b testing.TB, bin string) (*CA, int) {
+// purpose, a fault injection Anvil does not do). -pebble-env adds more:
+// PEBBLE_AUTHZREUSE=0 keeps Pebble out of MemoryStore.FindValidAuthorization,
+// a scan of every authorization under the store's read lock that takes each
+// authorization's lock: with wfe.Authz holding an authorization's lock and
+// waiting for the store's (behind a writer), Pebble v2.10.3 deadlocks under
+// concurrent polling and new orders — the stalls this benchmark reports.
+type pebbleProc struct {
+	CA      *CA
+	bin     string
+	cfgPath string
+	logPath string
+	cmd     *exec.Cmd
+	logf    *os.File
+}
+
+// startPebble runs the pebble binary at bin on free loopback ports until the
+// benchmark ends.
+func startPebble(b testing.TB, bin string) *pebbleProc {
 	b.Helper()
 	certs, err := pebbleCerts(bin)
 	if err != nil {
@@ -79,48 +97,89 @@ func startPebble(b testing.TB, bin string) (*CA, int) {
 		},
 	}}
 	js, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(dir, "pebble.json")
-	if err := os.WriteFile(cfgPath, js, 0o600); err != nil {
+	p := &pebbleProc{CA: ca, bin: bin, cfgPath: filepath.Join(dir, "pebble.json"), logPath: filepath.Join(dir, "pebble.log")}
+	if err := os.WriteFile(p.cfgPath, js, 0o600); err != nil {
 		b.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "pebble.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", ca.DNS.Addr)
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start pebble: %v", err)
 	}
 	b.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
+		p.stop()
 		if b.Failed() {
-			if out, err := os.ReadFile(logPath); err == nil {
+			if out, err := os.ReadFile(p.logPath); err == nil {
 				b.Logf("pebble log:\n%s", tail(string(out), 100))
 			}
 		}
 	})
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Roots}}}
+	p.start(b)
+	return p
+}
+
+func (p *pebbleProc) Pid() int { return p.cmd.Process.Pid }
+
+func (p *pebbleProc) start(b testing.TB) {
+	var err error
+	if p.logf, err = os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	p.cmd = exec.Command(p.bin, "-config", p.cfgPath, "-dnsserver", p.CA.DNS.Addr)
+	p.cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	if *benchPebbleEnv != "" {
+		p.cmd.Env = append(p.cmd.Env, strings.Fields(*benchPebbleEnv)...)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.logf, p.logf
+	if err := p.cmd.Start(); err != nil {
+		b.Fatalf("start pebble: %v", err)
+	}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.CA.Roots}}}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := client.Get(ca.DirURL)
+		resp, err := client.Get(p.CA.DirURL)
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return ca, cmd.Process.Pid
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logPath)
-			b.Fatalf("pebble did not answer %s within 30 s: %v\n%s", ca.DirURL, err, tail(string(out), 50))
+			out, _ := os.ReadFile(p.logPath)
+			b.Fatalf("pebble did not answer %s within 30 s: %v\n%s", p.CA.DirURL, err, tail(string(out), 50))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func (p *pebbleProc) stop() {
+	if p.cmd != nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+		p.logf.Close()
+		p.cmd = nil
+	}
+}
+
+// dumpAndRestart is for a Pebble that stopped answering: SIGQUIT makes it
+// write every goroutine's stack to its log, which is kept in the system's
+// temporary directory for whoever reads the benchmark's output; then a
+// fresh Pebble (empty, on the same ports) takes its place for the next
+// level.
+func (p *pebbleProc) dumpAndRestart(b testing.TB) {
+	p.cmd.Process.Signal(syscall.SIGQUIT)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+	p.logf.Close()
+	p.cmd = nil
+	kept := filepath.Join(os.TempDir(), fmt.Sprintf("anvil-bench-pebble-hang-%d.log", time.Now().Unix()))
+	if out, err := os.ReadFile(p.logPath); err == nil && os.WriteFile(kept, out, 0o644) == nil {
+		b.Logf("Pebble stopped answering: its log and goroutine dump are in %s", kept)
+	}
+	os.Remove(p.logPath)
+	p.start(b)
 }
 
 // pebbleCerts finds Pebble's test certificates (its TLS certificate for
@@ -296,7 +355,8 @@ func (t pollFast) postAsGet(req *http.Request, reqBody []byte, nonce string) (*h
 }
 
 // benchClient is a registered lego client of target for BenchmarkACMEFlows.
-func benchClient(b testing.TB, target *CA) *lego.Client {
+// A registration that fails is returned as an error: from Pebble, a stall.
+func benchClient(b testing.TB, target *CA) (*lego.Client, error) {
 	b.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -323,6 +383,12 @@ func benchClient(b testing.TB, target *CA) *lego.Client {
 	if err := client.Challenge.SetHTTP01Provider(target.challengeServer(b)); err != nil {
 		b.Fatal(err)
 	}
-	register(b, client, user)
-	return client
+	ctx, cancel := context.WithTimeout(context.Background(), *benchFlowTimeout)
+	defer cancel()
+	reg, err := client.Registration.Register(ctx, registration.RegisterOptions{TermsOfServiceAgreed: true})
+	if err != nil {
+		return nil, fmt.Errorf("register: %w", err)
+	}
+	user.reg = reg
+	return client, nil
 }
