@@ -62,10 +62,18 @@ func startPebble(b testing.TB, bin string) *pebbleProc {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	ca := &CA{t: b, Dir: dir, DNS: StartDNS(b)}
+	ca := &CA{t: b, Dir: dir}
 	// Pebble's VA asks its -dnsserver over TCP; the harness's server answers
-	// UDP: the same handler serves TCP on the same port.
-	tl, err := net.Listen("tcp", ca.DNS.Addr)
+	// UDP: the same handler serves TCP on the same port, if that is free
+	// (the UDP port is the kernel's pick), else on a server of a new port.
+	var tl net.Listener
+	for range 20 {
+		ca.DNS = StartDNS(b)
+		if tl, err = net.Listen("tcp", ca.DNS.Addr); err == nil {
+			break
+		}
+		ca.DNS.srv.Shutdown()
+	}
 	if err != nil {
 		b.Fatalf("DNS over TCP on %s: %v", ca.DNS.Addr, err)
 	}
