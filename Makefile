@@ -9,7 +9,7 @@ BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench bench-acme bench-scale run deps deps-run vet fmt clean faultmod fuzz
+.PHONY: all build test unit bench bench-acme bench-bigdb bench-scale run deps deps-run vet fmt clean faultmod fuzz
 
 all: build
 
@@ -49,9 +49,26 @@ bench: deps
 # A load generator of lego clients against a real anvil serve (SoftHSM2, SQLite):
 # complete ACME flows at concurrency 1, 4 and 16. FLOWS per level; add
 # PROFILE=/tmp/anvil.prof for a CPU profile of the server at concurrency 16.
+# The same load runs against Pebble (PEBBLE_VERSION, go-installed into
+# BENCH_CACHE the first time), alternating with Anvil per level; a table of
+# both and their ratios ends the output. PEBBLE= (empty) runs Anvil alone;
+# PEBBLE_ENV="PEBBLE_AUTHZREUSE=0" adds to Pebble's environment.
 FLOWS ?= 2000
-bench-acme: deps
-	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE))
+PEBBLE_VERSION ?= v2.10.3
+BENCH_CACHE ?= $(HOME)/.cache/anvil-bench
+PEBBLE ?= $(BENCH_CACHE)/pebble-$(PEBBLE_VERSION)/pebble
+bench-acme: deps $(PEBBLE)
+	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 60m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE)) $(if $(PEBBLE),-pebble=$(PEBBLE)) $(if $(PEBBLE_ENV),-pebble-env="$(PEBBLE_ENV)")
+
+$(BENCH_CACHE)/pebble-%/pebble:
+	GOBIN=$(dir $@) $(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@$*
+
+# A SQLite database seeded with ROWS certificates, one in ten revoked: the
+# store's work of an issuance (p50/p99), an OCSP answer's read, and a CRL of
+# every revoked certificate read and signed on SoftHSM2.
+ROWS ?= 100000
+bench-bigdb: deps
+	$(GO) test -run '^$$' -bench BigDatabase -benchtime 1x -timeout 60m ./storage/sqlite/ -bigdb-rows=$(ROWS)
 
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.

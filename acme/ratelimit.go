@@ -50,18 +50,22 @@ func (ca *Core) limitOrders(ctx context.Context, accountID string, idents []chec
 		}
 	}
 	if l := ca.cfg.RateLimits.FailedValidationsPerName; l.on() {
-		for _, id := range idents {
-			base := Identifier{Type: id.ident.Type, Value: id.ident.Value}
+		// One store call for every identifier of the order.
+		bases := make([]Identifier, len(idents))
+		for i, id := range idents {
+			bases[i] = Identifier{Type: id.ident.Type, Value: id.ident.Value}
 			if id.wildcard {
-				base.Value = base.Value[2:]
+				bases[i].Value = bases[i].Value[2:]
 			}
-			n, err := ca.store.CountFailedAuthorizations(ctx, base, now.Add(-l.Period))
-			if err != nil {
-				return ServerInternal(err, "storage error checking a rate limit")
-			}
+		}
+		counts, err := ca.store.CountFailedAuthorizationsEach(ctx, bases, now.Add(-l.Period))
+		if err != nil {
+			return ServerInternal(err, "storage error checking a rate limit")
+		}
+		for i, n := range counts {
 			if n >= l.Count {
 				ca.rateLimited("failed_validations_per_name")
-				return RateLimited(l.Period, "too many failed validations for %s: at most %d per %s", base.Value, l.Count, l.Period)
+				return RateLimited(l.Period, "too many failed validations for %s: at most %d per %s", bases[i].Value, l.Count, l.Period)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,8 +26,16 @@ import (
 )
 
 var (
-	benchFlows   = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
-	benchProfile = flag.String("server-profile", "", "write a 5 s CPU profile of the server during the concurrency=16 run to this file")
+	benchFlows     = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
+	benchProfile   = flag.String("server-profile", "", "write a 5 s CPU profile of the server during the concurrency=16 run to this file")
+	benchPebble    = flag.String("pebble", "", "path of a pebble binary: BenchmarkACMEFlows runs the same load against it, alternating with Anvil")
+	benchPebbleEnv = flag.String("pebble-env", "", "space-separated NAME=VALUE settings added to Pebble's environment, e.g. PEBBLE_AUTHZREUSE=0")
+	// A flow takes milliseconds; one that takes a second is a stall, not a
+	// data point: lego, when a challenge is not valid yet in the server's
+	// answer to its POST and no Retry-After says otherwise, polls again after
+	// 5 s (±50%), which is what a Pebble whose VA loses that race shows.
+	benchStallAfter  = flag.Duration("stall-after", time.Second, "a flow taking longer than this is a stall")
+	benchFlowTimeout = flag.Duration("flow-timeout", 10*time.Second, "give up a flow after this long: the server stalled")
 )
 
 // captureProfile saves a CPU profile of the running server from its admin
@@ -53,45 +62,151 @@ func captureProfile(b testing.TB, ca *CA, path string) {
 // concurrency 1, 4 and 16. It reports certificates per second, p50/p99 flow
 // latency, and the CPU per certificate of the server and of this process (the
 // clients) from their utime+stime.
+//
+// With -pebble=PATH (the Makefile go-installs the pinned release) it runs the
+// same load against Pebble too, alternating with Anvil at each concurrency
+// level so that both see the same machine load, and prints a side-by-side
+// table with the ratios. A Pebble run that stalls is reported as a stall, not
+// averaged in.
 // Run it with -benchtime 1x: each level runs -flows flows, whatever b.N is.
 func BenchmarkACMEFlows(b *testing.B) {
 	legolog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ca := NewCA(b)
+	var peb *pebbleProc
+	if *benchPebble != "" {
+		peb = startPebble(b, *benchPebble)
+	}
+	var rows []benchRow
 	for _, conc := range []int{1, 4, 16} {
-		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
-			clients := make([]*lego.Client, conc)
-			for i := range clients {
-				c, u := legoClient(b, ca, newKey(b), func(cfg *lego.Config) {
-					// lego paces its authorization fetches for Let's Encrypt's
-					// rate limits (18 requests/s: 55 ms per authorization); a
-					// load generator for our own CA lifts that.
-					cfg.Certificate.OverallRequestLimit = 1000
-				})
-				register(b, c, u)
-				clients[i] = c
+		row := benchRow{conc: conc}
+		run := func(name string, target *CA, pid int, res **benchResult) {
+			b.Run(fmt.Sprintf("concurrency=%d/%s", conc, name), func(b *testing.B) {
+				clients := make([]*lego.Client, conc)
+				for i := range clients {
+					c, err := benchClient(b, target)
+					if err != nil && target == ca {
+						b.Fatal(err)
+					}
+					if err != nil {
+						r := benchResult{stall: err.Error(), hung: err.Error()}
+						r.report(b)
+						*res = &r
+						return
+					}
+					clients[i] = c
+				}
+				if *benchProfile != "" && conc == 16 && target == ca {
+					go func() {
+						// Past the warm-up, into the measured flows.
+						time.Sleep(time.Second)
+						captureProfile(b, ca, *benchProfile)
+					}()
+				}
+				// Anvil must not stall or fail: that is a bug. Pebble's stalls
+				// are a measured outcome.
+				r := runFlows(b, clients, fmt.Sprintf("%s%d", name, conc), target == ca, pid)
+				r.report(b)
+				*res = &r
+			})
+		}
+		run("anvil", ca, ca.Pid(), &row.anvil)
+		if peb != nil {
+			run("pebble", peb.CA, peb.Pid(), &row.pebble)
+			if row.pebble != nil && row.pebble.hung != "" {
+				peb.dumpAndRestart(b)
 			}
-			if *benchProfile != "" && conc == 16 {
-				go func() {
-					// Past the warm-up, into the measured flows.
-					time.Sleep(time.Second)
-					captureProfile(b, ca, *benchProfile)
-				}()
-			}
-			measureFlows(b, clients, fmt.Sprintf("c%d", conc), ca.Pid())
-		})
+		}
+		rows = append(rows, row)
+	}
+	if peb != nil {
+		printSideBySide(os.Stdout, rows)
 	}
 }
 
-// measureFlows runs -flows complete flows spread over clients (one goroutine
-// each), after one unmeasured warm-up flow per client, and reports
-// certificates per second, p50/p99 flow latency and the CPU the server
-// processes (pids) spent per certificate.
-func measureFlows(b *testing.B, clients []*lego.Client, label string, pids ...int) {
-	for i, c := range clients {
-		obtain(b, c, fmt.Sprintf("warm-%s-%d.bench.anvil-e2e.com", label, i))
+// benchResult is one measured run of -flows flows.
+type benchResult struct {
+	flows     int           // flows finished (with a certificate)
+	errors    int           // flows that ended in an error
+	elapsed   time.Duration // wall time of the measured flows
+	p50, p99  time.Duration
+	serverCPU time.Duration // CPU of the server processes over the run
+	clientCPU time.Duration // CPU of this process over the run
+	stalls    int           // flows slower than -stall-after
+	hung      string        // a flow that hit -flow-timeout
+	stall     string        // why the run counts as stalled; empty if it did not
+}
+
+func (r benchResult) certsPerSec() float64 { return float64(r.flows) / r.elapsed.Seconds() }
+func (r benchResult) serverCPUPerCert() float64 {
+	return float64(r.serverCPU.Microseconds()) / 1000 / float64(r.flows)
+}
+func (r benchResult) clientCPUPerCert() float64 {
+	return float64(r.clientCPU.Microseconds()) / 1000 / float64(r.flows)
+}
+
+func (r benchResult) report(b *testing.B) {
+	if r.stall != "" {
+		b.Logf("STALLED: %s (%d flows finished, %d errors; p50 of those under the limit %s)", r.stall, r.flows, r.errors, r.p50)
+		b.ReportMetric(float64(r.stalls), "stalled_flows")
+		b.ReportMetric(0, "ns/op")
+		return
 	}
-	var next atomic.Int64
+	b.ReportMetric(r.certsPerSec(), "certs/s")
+	b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99_ms")
+	b.ReportMetric(r.serverCPUPerCert(), "server_cpu_ms/cert")
+	// The load generator's own share of the cores: lego, the http-01 and DNS
+	// servers the validations reach.
+	b.ReportMetric(r.clientCPUPerCert(), "client_cpu_ms/cert")
+	if r.errors > 0 {
+		b.ReportMetric(float64(r.errors), "errors")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// measureFlows runs -flows flows (see runFlows), requires every one to succeed,
+// and reports the metrics.
+func measureFlows(b *testing.B, clients []*lego.Client, label string, pids ...int) {
+	r := runFlows(b, clients, label, true, pids...)
+	r.report(b)
+}
+
+// runFlows runs -flows complete flows spread over clients (one goroutine
+// each), after one unmeasured warm-up flow per client, and measures
+// certificates per second, p50/p99 flow latency and the CPU the server
+// processes (pids) spent.
+//
+// A run stalls when a flow takes longer than -stall-after, or when the
+// throughput of its last quarter of flows falls under a quarter of its first
+// quarter's (a collapse). After max(5, 5%) slow flows, or one that did not
+// finish within -flow-timeout (the server stopped answering), no new flow
+// starts: the run's numbers would only measure the stalls. With strict, a failed flow
+// fails the benchmark.
+func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, pids ...int) benchResult {
+	var res benchResult
+	for i, c := range clients {
+		if err := obtainCtx(c, fmt.Sprintf("warm-%s-%d.bench.anvil-e2e.com", label, i), *benchFlowTimeout); err != nil {
+			res.stall = fmt.Sprintf("warm-up flow: %v", err)
+			if errors.Is(err, context.DeadlineExceeded) {
+				res.hung = res.stall
+			}
+			if strict {
+				b.Fatal(res.stall)
+			}
+			return res
+		}
+	}
+	var (
+		next    atomic.Int64
+		stopped atomic.Bool
+		mu      sync.Mutex
+		errs    []string
+	)
+	// Past a few stalls the run says no more than it has: stop it rather
+	// than wait seconds per flow.
+	maxStalls := max(5, *benchFlows/20)
 	lat := make([]time.Duration, *benchFlows)
+	ends := make([]time.Time, *benchFlows) // when each flow finished
 	cpu := func() (d time.Duration) {
 		for _, pid := range pids {
 			d += processCPU(b, pid)
@@ -105,37 +220,104 @@ func measureFlows(b *testing.B, clients []*lego.Client, label string, pids ...in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
+			for !stopped.Load() {
 				i := next.Add(1) - 1
 				if i >= int64(*benchFlows) {
 					return
 				}
 				t0 := time.Now()
-				obtain(b, c, fmt.Sprintf("f-%s-%d.bench.anvil-e2e.com", label, i))
-				lat[i] = time.Since(t0)
+				err := obtainCtx(c, fmt.Sprintf("f-%s-%d.bench.anvil-e2e.com", label, i), *benchFlowTimeout)
+				d := time.Since(t0)
+				mu.Lock()
+				switch {
+				case errors.Is(err, context.DeadlineExceeded):
+					// The server stopped answering: nothing more to measure.
+					res.stalls++
+					if res.hung == "" {
+						res.hung = fmt.Sprintf("flow %d did not finish within %s", i, *benchFlowTimeout)
+					}
+					stopped.Store(true)
+				case d > *benchStallAfter:
+					res.stalls++
+					if res.stalls >= maxStalls {
+						stopped.Store(true)
+					}
+				case err != nil:
+					res.errors++
+					errs = append(errs, err.Error())
+				default:
+					lat[i], ends[i] = d, time.Now()
+				}
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	used, clientUsed := cpu()-cpuBefore, processCPU(b, os.Getpid())-clientBefore
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	n := float64(*benchFlows)
-	b.ReportMetric(n/elapsed.Seconds(), "certs/s")
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
-	b.ReportMetric(float64(used.Microseconds())/1000/n, "server_cpu_ms/cert")
-	// The load generator's own share of the cores: lego, the http-01 and DNS
-	// servers the validations reach.
-	b.ReportMetric(float64(clientUsed.Microseconds())/1000/n, "client_cpu_ms/cert")
-	b.ReportMetric(0, "ns/op")
+	res.elapsed = time.Since(start)
+	res.serverCPU, res.clientCPU = cpu()-cpuBefore, processCPU(b, os.Getpid())-clientBefore
+	var done []time.Duration
+	var finished []time.Time
+	for i := range lat {
+		if lat[i] > 0 {
+			done = append(done, lat[i])
+			finished = append(finished, ends[i])
+		}
+	}
+	res.flows = len(done)
+	switch {
+	case res.hung != "":
+		res.stall = res.hung
+	case res.stalls > 0:
+		res.stall = fmt.Sprintf("%d flows took over %s (run stopped at %d)", res.stalls, *benchStallAfter, maxStalls)
+	}
+	if strict && res.errors > 0 {
+		b.Fatalf("%d flows failed (first: %v)", res.errors, errs)
+	}
+	for i, e := range errs {
+		if i == 3 {
+			break
+		}
+		b.Logf("flow error: %s", e)
+	}
+	if len(done) == 0 {
+		if res.stall == "" {
+			res.stall = "no flow finished"
+		}
+		return res
+	}
+	sort.Slice(done, func(i, j int) bool { return done[i] < done[j] })
+	res.p50, res.p99 = done[len(done)/2], done[len(done)*99/100]
+	if res.stall == "" {
+		res.stall = collapsed(start, finished)
+	}
+	return res
 }
 
-func obtain(b testing.TB, c *lego.Client, name string) {
-	_, err := c.Certificate.Obtain(context.Background(), certificate.ObtainRequest{Domains: []string{name}, Bundle: true, KeyType: certcrypto.EC256})
-	if err != nil {
-		b.Errorf("obtain %s: %v", name, err)
+// collapsed says whether the throughput fell during a run: the last quarter
+// of the flows (by finish time) taking over four times as long as the first.
+func collapsed(start time.Time, finished []time.Time) string {
+	if len(finished) < 40 {
+		return ""
 	}
+	sort.Slice(finished, func(i, j int) bool { return finished[i].Before(finished[j]) })
+	q := len(finished) / 4
+	first := finished[q-1].Sub(start)
+	last := finished[len(finished)-1].Sub(finished[len(finished)-1-q])
+	if last > 4*first {
+		return fmt.Sprintf("throughput collapsed: the first %d flows took %s, the last %d %s", q, first.Round(time.Millisecond), q, last.Round(time.Millisecond))
+	}
+	return ""
+}
+
+// obtainCtx runs one flow for name, giving up after timeout.
+func obtainCtx(c *lego.Client, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, err := c.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{name}, Bundle: true, KeyType: certcrypto.EC256})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("obtain %s: %w", name, ctx.Err())
+	}
+	return err
 }
 
 // processCPU reads a process's user+system CPU time from /proc/PID/stat.

@@ -195,6 +195,13 @@ type EABKey struct {
 	CreatedAt       time.Time
 }
 
+// AuthzLookup is one identifier of FindValidAuthorizations: the identifier
+// without any "*." and whether the authorization sought is a wildcard's.
+type AuthzLookup struct {
+	Identifier Identifier
+	Wildcard   bool
+}
+
 // Store is Anvil's durable state.
 type Store interface {
 	// RedeemNonce records nonce as used until expires. A nonce redeemed before
@@ -243,12 +250,19 @@ type Store interface {
 	// FindValidAuthorization returns the account's valid authorization for ident
 	// that expires latest, if it expires after validUntil; ErrNotFound otherwise.
 	FindValidAuthorization(ctx context.Context, accountID string, ident Identifier, wildcard bool, validUntil time.Time) (*Authorization, error)
+	// FindValidAuthorizations is FindValidAuthorization for each of lookups in
+	// one query, so that a newOrder's database work does not grow with its
+	// identifiers: out[i] answers lookups[i], nil when there is none.
+	FindValidAuthorizations(ctx context.Context, accountID string, lookups []AuthzLookup, validUntil time.Time) ([]*Authorization, error)
 	// UpdateAuthorization writes Status and Expires of a if its status is still
 	// fromStatus; ErrConflict otherwise.
 	UpdateAuthorization(ctx context.Context, a *Authorization, fromStatus string) error
 	// CountFailedAuthorizations counts authorizations for ident that became
 	// invalid since a time, across accounts.
 	CountFailedAuthorizations(ctx context.Context, ident Identifier, since time.Time) (int, error)
+	// CountFailedAuthorizationsEach is CountFailedAuthorizations for each of
+	// idents in one query: out[i] counts idents[i].
+	CountFailedAuthorizationsEach(ctx context.Context, idents []Identifier, since time.Time) ([]int, error)
 
 	GetChallenge(ctx context.Context, id string) (*Challenge, error)
 	// UpdateChallenge writes Status, Validated, Error, Attempts, NextAttempt and

@@ -424,3 +424,17 @@ func (s *instrumentedStore) ReleaseLeasesOf(ctx context.Context, holder string) 
 
 // SetLeaseHolder names this process in the leases it takes; no database work.
 func (s *instrumentedStore) SetLeaseHolder(holder string) { s.Store.SetLeaseHolder(holder) }
+
+func (s *instrumentedStore) FindValidAuthorizations(ctx context.Context, accountID string, lookups []storage.AuthzLookup, validUntil time.Time) ([]*storage.Authorization, error) {
+	start := time.Now()
+	r0, err := s.Store.FindValidAuthorizations(ctx, accountID, lookups, validUntil)
+	s.observe("FindValidAuthorizations", start, err)
+	return r0, err
+}
+
+func (s *instrumentedStore) CountFailedAuthorizationsEach(ctx context.Context, idents []storage.Identifier, since time.Time) ([]int, error) {
+	start := time.Now()
+	r0, err := s.Store.CountFailedAuthorizationsEach(ctx, idents, since)
+	s.observe("CountFailedAuthorizationsEach", start, err)
+	return r0, err
+}

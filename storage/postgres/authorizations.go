@@ -165,3 +165,63 @@ func (s *Store) CreateAuthorization(ctx context.Context, a *storage.Authorizatio
 	queueAuthorization(b, a)
 	return mapErr(s.pool.SendBatch(ctx, b).Close(), fmt.Sprintf("create authorization %q", a.ID))
 }
+
+// FindValidAuthorizations picks the latest-expiring valid authorization of
+// the account per identifier named (DISTINCT ON in the CTE) and reads them
+// with their challenges, in one statement whatever the number of lookups.
+func (s *Store) FindValidAuthorizations(ctx context.Context, accountID string, lookups []storage.AuthzLookup, validUntil time.Time) ([]*storage.Authorization, error) {
+	out := make([]*storage.Authorization, len(lookups))
+	if len(lookups) == 0 {
+		return out, nil
+	}
+	values := make([]string, len(lookups))
+	for i, l := range lookups {
+		values[i] = l.Identifier.Value
+	}
+	byID, order, err := s.readAuthorizations(ctx, `WITH authz AS (
+		SELECT DISTINCT ON (ident_type, ident_value, wildcard) `+authzCols+` FROM authorizations
+		WHERE account_id = $1 AND ident_value = ANY($2) AND status = 'valid' AND expires > $3
+		ORDER BY ident_type, ident_value, wildcard, expires DESC, id DESC) `+authzJoin+` ORDER BY a.id, c.position`,
+		accountID, values, ts(validUntil))
+	if err != nil {
+		return nil, fmt.Errorf("find authorizations of %q for %d identifiers: %w", accountID, len(lookups), err)
+	}
+	records.MatchLookups(out, lookups, byID, order)
+	return out, nil
+}
+
+// CountFailedAuthorizationsEach counts, in one statement, the authorizations
+// that became invalid at or after since for each identifier.
+func (s *Store) CountFailedAuthorizationsEach(ctx context.Context, idents []storage.Identifier, since time.Time) ([]int, error) {
+	out := make([]int, len(idents))
+	if len(idents) == 0 {
+		return out, nil
+	}
+	values := make([]string, len(idents))
+	for i, id := range idents {
+		values[i] = id.Value
+	}
+	rows, err := s.pool.Query(ctx, `SELECT ident_type, ident_value, COUNT(*) FROM authorizations
+		WHERE status = 'invalid' AND ident_value = ANY($1) AND updated_at >= $2
+		GROUP BY ident_type, ident_value`, values, ts(since))
+	if err != nil {
+		return nil, fmt.Errorf("count failed authorizations for %d identifiers: %w", len(idents), err)
+	}
+	defer rows.Close()
+	counts := map[storage.Identifier]int{}
+	for rows.Next() {
+		var id storage.Identifier
+		var n int
+		if err := rows.Scan(&id.Type, &id.Value, &n); err != nil {
+			return nil, fmt.Errorf("count failed authorizations: %w", err)
+		}
+		counts[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count failed authorizations: %w", err)
+	}
+	for i, id := range idents {
+		out[i] = counts[id]
+	}
+	return out, nil
+}

@@ -183,3 +183,66 @@ func (s *Store) CreateAuthorization(ctx context.Context, a *storage.Authorizatio
 	}
 	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error { return insertAuthorization(ctx, tx, a) })
 }
+
+// FindValidAuthorizations picks, in one statement, the latest-expiring valid
+// authorization of the account per identifier named, then reads their
+// challenges in one more, whatever the number of lookups.
+func (s *Store) FindValidAuthorizations(ctx context.Context, accountID string, lookups []storage.AuthzLookup, validUntil time.Time) ([]*storage.Authorization, error) {
+	out := make([]*storage.Authorization, len(lookups))
+	if len(lookups) == 0 {
+		return out, nil
+	}
+	values := make([]string, len(lookups))
+	for i, l := range lookups {
+		values[i] = l.Identifier.Value
+	}
+	list, _ := json.Marshal(values)
+	byID, order, err := s.readAuthorizations(ctx, `SELECT `+authzCols+` FROM (
+		SELECT `+authzCols+`, ROW_NUMBER() OVER (PARTITION BY ident_type, ident_value, wildcard ORDER BY expires DESC, id DESC) AS rn
+		FROM authorizations
+		WHERE account_id = ? AND ident_value IN (SELECT value FROM json_each(?)) AND status = 'valid' AND expires > ?)
+		WHERE rn = 1`,
+		accountID, string(list), micros(validUntil))
+	if err != nil {
+		return nil, fmt.Errorf("find authorizations of %q for %d identifiers: %w", accountID, len(lookups), err)
+	}
+	records.MatchLookups(out, lookups, byID, order)
+	return out, nil
+}
+
+// CountFailedAuthorizationsEach counts, in one statement, the authorizations
+// that became invalid at or after since for each identifier.
+func (s *Store) CountFailedAuthorizationsEach(ctx context.Context, idents []storage.Identifier, since time.Time) ([]int, error) {
+	out := make([]int, len(idents))
+	if len(idents) == 0 {
+		return out, nil
+	}
+	values := make([]string, len(idents))
+	for i, id := range idents {
+		values[i] = id.Value
+	}
+	list, _ := json.Marshal(values)
+	rows, err := s.r.QueryContext(ctx, `SELECT ident_type, ident_value, COUNT(*) FROM authorizations
+		WHERE status = 'invalid' AND ident_value IN (SELECT value FROM json_each(?)) AND updated_at >= ?
+		GROUP BY ident_type, ident_value`, string(list), micros(since))
+	if err != nil {
+		return nil, fmt.Errorf("count failed authorizations for %d identifiers: %w", len(idents), err)
+	}
+	defer rows.Close()
+	counts := map[storage.Identifier]int{}
+	for rows.Next() {
+		var id storage.Identifier
+		var n int
+		if err := rows.Scan(&id.Type, &id.Value, &n); err != nil {
+			return nil, fmt.Errorf("count failed authorizations: %w", err)
+		}
+		counts[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count failed authorizations: %w", err)
+	}
+	for i, id := range idents {
+		out[i] = counts[id]
+	}
+	return out, nil
+}

@@ -41,6 +41,8 @@ var suite = []check{
 	{"UpdateAuthorization", testUpdateAuthorization},
 	{"FindValidAuthorization", testFindValidAuthorization},
 	{"CountFailedAuthorizations", testCountFailedAuthorizations},
+	{"FindValidAuthorizations", testFindValidAuthorizations},
+	{"CountFailedAuthorizationsEach", testCountFailedAuthorizationsEach},
 	{"Challenges", testChallenges},
 	{"RecordValidation", testRecordValidation},
 	{"ClaimChallenges", testClaimChallenges},
