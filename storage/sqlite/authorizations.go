@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -190,6 +191,18 @@ func (s *Store) CreateAuthorization(ctx context.Context, a *storage.Authorizatio
 func (s *Store) FindValidAuthorizations(ctx context.Context, accountID string, lookups []storage.AuthzLookup, validUntil time.Time) ([]*storage.Authorization, error) {
 	out := make([]*storage.Authorization, len(lookups))
 	if len(lookups) == 0 {
+		return out, nil
+	}
+	if len(lookups) == 1 {
+		// Most orders name one identifier: the indexed LIMIT 1 query costs far
+		// less than the window over json_each (about a tenth of the server's
+		// CPU at concurrency 16 in a profile of make bench-acme).
+		l := lookups[0]
+		a, err := s.FindValidAuthorization(ctx, accountID, l.Identifier, l.Wildcard, validUntil)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+		out[0] = a
 		return out, nil
 	}
 	values := make([]string, len(lookups))
