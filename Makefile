@@ -9,7 +9,7 @@ BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench bench-acme bench-bigdb bench-crl bench-scale run deps deps-run vet fmt clean faultmod fuzz
+.PHONY: all build test unit bench bench-acme bench-bigdb bench-crl bench-crl-pg bench-scale run deps deps-run vet fmt clean faultmod fuzz
 
 all: build
 
@@ -76,6 +76,11 @@ bench-bigdb: deps
 # covering index. DB= keeps the seeded database for the next run.
 bench-crl: deps
 	$(GO) test -run '^$$' -bench CRLShards -benchtime 1x -timeout 90m ./storage/sqlite/ -bigdb-rows=$(ROWS) -crl-db=$(DB)
+
+# The same on PostgreSQL (its own throwaway cluster): the revoked list before
+# and after migration 0007, the migration's time, and the list per shard.
+bench-crl-pg: deps
+	$(GO) test -run '^$$' -bench CRLShardsPostgres -benchtime 1x -timeout 60m ./storage/postgres/ -pg-rows=$(ROWS)
 
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
