@@ -267,6 +267,7 @@ func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 	for _, r := range byShard {
 		revs[r.Shard] = r
 	}
+	requested := p.requestedAt(ctx, st)
 	var todo []int
 	st.mu.Lock()
 	for _, shard := range publishedShards(st.iss.URLs().Shards(), heads, byShard) {
@@ -274,7 +275,7 @@ func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 		_, madeIt := st.shards[shard]
 		changed := !st.made || !madeIt || r.Count != last.count || !r.Latest.Equal(last.latest)
 		cur := current[shard]
-		stale := cur == nil || now.Sub(cur.ThisUpdate) >= p.cfg.CRLRegenerate || p.requested(ctx, st, cur)
+		stale := cur == nil || now.Sub(cur.ThisUpdate) >= p.cfg.CRLRegenerate || requested.After(cur.ThisUpdate)
 		if stale || changed {
 			todo = append(todo, shard)
 		}
@@ -382,22 +383,23 @@ func (p *Publisher) makeCRL(ctx context.Context, st *issuerState, shard int, cur
 	return p.cfg.Audit.Record(ctx, audit.Event{Type: audit.CRLPublished, Data: data})
 }
 
-// requested reports whether an operator asked (`anvil admin crl regenerate`)
-// for a CRL newer than current. The request is a row in the database, not a
-// call to this process: whichever node holds the issuer's lease serves it at
-// its next check, signing in the HSM it already has open, under the same
-// lease and CRL numbering as any other CRL.
-func (p *Publisher) requested(ctx context.Context, st *issuerState, current *storage.CRL) bool {
+// requestedAt is when an operator last asked (`anvil admin crl regenerate`)
+// for new CRLs of the issuer (zero if never): every shard's CRL older than
+// that is made again. The request is a row in the database, not a call to
+// this process: whichever node holds the issuer's lease serves it at its next
+// check, signing in the HSM it already has open, under the same lease and CRL
+// numbering as any other CRL.
+func (p *Publisher) requestedAt(ctx context.Context, st *issuerState) time.Time {
 	a, ok := p.store.(CRLRequests)
-	if !ok || current == nil {
-		return false
+	if !ok {
+		return time.Time{}
 	}
 	at, err := a.CRLRequested(ctx, st.iss.Name())
 	if err != nil {
 		p.log.Error("CRL request", "issuer", st.iss.Name(), "error", err)
-		return false
+		return time.Time{}
 	}
-	return at.After(current.ThisUpdate)
+	return at
 }
 
 // Metrics returns the publisher's counters.
