@@ -108,24 +108,30 @@ func (p *Publisher) serveCRL(w http.ResponseWriter, r *http.Request, st *issuerS
 	c.mu.Lock()
 	if time.Since(c.fetched) > crlCacheTTL {
 		crl, err := p.store.GetCRLShard(r.Context(), st.iss.Name(), shard)
-		if err != nil {
+		switch {
+		case isNotFound(err):
+			// Remembered too, so that asking for shards that do not exist
+			// costs one read per shard per cache period.
+			c.der, c.fetched = nil, time.Now()
+		case err != nil:
 			c.mu.Unlock()
-			if isNotFound(err) {
-				if shard < st.iss.URLs().Shards() {
-					http.Error(w, "no CRL published yet", http.StatusServiceUnavailable)
-				} else {
-					http.NotFound(w, r)
-				}
-				return
-			}
 			p.log.Error("serving CRL", "issuer", st.iss.Name(), "shard", shard, "error", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)
 			return
+		default:
+			c.der, c.thisUpd, c.nextUpd, c.fetched = crl.DER, crl.ThisUpdate, crl.NextUpdate, time.Now()
 		}
-		c.der, c.thisUpd, c.nextUpd, c.fetched = crl.DER, crl.ThisUpdate, crl.NextUpdate, time.Now()
 	}
 	der, thisUpd, nextUpd := c.der, c.thisUpd, c.nextUpd
 	c.mu.Unlock()
+	if der == nil {
+		if shard < st.iss.URLs().Shards() {
+			http.Error(w, "no CRL published yet", http.StatusServiceUnavailable)
+		} else {
+			http.NotFound(w, r)
+		}
+		return
+	}
 	w.Header().Set("Last-Modified", thisUpd.UTC().Format(http.TimeFormat))
 	w.Header().Set("Expires", nextUpd.UTC().Format(http.TimeFormat))
 	// A CRL changes soon after a revocation: let caches keep it a minute.
