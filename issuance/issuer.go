@@ -15,7 +15,10 @@ import (
 type URLs struct {
 	IssuerURL string // AIA caIssuers: where the issuer certificate is served
 	OCSPURL   string // AIA OCSP
-	CRLURL    string // CRL distribution point
+	CRLURL    string // CRL distribution point (of shard 0 when sharded)
+	// CRLShards is how many partitioned CRLs the issuer publishes (0 or 1:
+	// one, at CRLURL); see CRLShardURL for their URLs.
+	CRLShards int
 }
 
 // Issuer is an issuer certificate and the HSM key that matches it. It can only
@@ -77,6 +80,9 @@ func NewIssuer(ctx context.Context, name string, cert *x509.Certificate, signer 
 	}
 	sigAlg, hash, err := signatureParams(cert.PublicKey)
 	if err != nil {
+		return fail("%v", err)
+	}
+	if err := urls.checkShards(); err != nil {
 		return fail("%v", err)
 	}
 	lintSigner, err := newLintKey(cert.PublicKey)

@@ -51,6 +51,9 @@ type SerialReservation struct {
 	Created   time.Time
 	Expires   time.Time // NotAfter of the certificate to be
 	LintCert  []byte    // DER; the bytes the HSM will be asked to sign, linted
+	// CRLShard is the issuer's CRL shard the certificate's CRL distribution
+	// point names: stored with the serial, since it never changes.
+	CRLShard int
 }
 
 // ErrDuplicateSerial is returned by RecordIntent for a serial reserved before.

@@ -275,16 +275,27 @@ func (o *OCSPSigner) Sign(ctx context.Context, e OCSPEntry) ([]byte, error) {
 	return der, nil
 }
 
-// SignCRL lints and signs a CRL of this issuer's certificates, published at its
-// CRL URL, which its issuing distribution point names so that it matches the
-// CRL distribution point of every certificate.
+// SignCRL lints and signs the CRL of shard 0, the only one of an unsharded
+// issuer: see SignShardCRL.
 func (i *Issuer) SignCRL(ctx context.Context, number *big.Int, thisUpdate, nextUpdate time.Time, entries []x509.RevocationListEntry) (*SignedCRL, error) {
+	return i.SignShardCRL(ctx, 0, number, thisUpdate, nextUpdate, entries)
+}
+
+// SignShardCRL lints and signs the CRL of one shard of this issuer's
+// certificates, published at the shard's URL, which its issuing distribution
+// point names so that it matches the CRL distribution point of every
+// certificate in the shard (RFC 5280 5.2.5: a relying party checks that they
+// match, so a CRL is never taken for another shard's).
+func (i *Issuer) SignShardCRL(ctx context.Context, shard int, number *big.Int, thisUpdate, nextUpdate time.Time, entries []x509.RevocationListEntry) (*SignedCRL, error) {
+	if shard < 0 || shard >= MaxCRLShards {
+		return nil, fmt.Errorf("issuance: CRL shard %d of %s is out of range", shard, i.name)
+	}
 	tmpl := &x509.RevocationList{
 		Number:                    number,
 		ThisUpdate:                thisUpdate,
 		NextUpdate:                nextUpdate,
 		RevokedCertificateEntries: entries,
-		ExtraExtensions:           []pkix.Extension{IssuingDistributionPoint(i.urls.CRLURL, CRLCoversSubscribers)},
+		ExtraExtensions:           []pkix.Extension{IssuingDistributionPoint(i.urls.CRLShardURL(shard), CRLCoversSubscribers)},
 	}
 	return SignRevocationList(ctx, tmpl, i.cert, i.signer, CRLCoversSubscribers, nil)
 }

@@ -210,7 +210,8 @@ func (s *Service) Prepare(ctx context.Context, req Request) (*Prepared, error) {
 	notAfter := notBefore.Add(profile.Validity - time.Second)
 
 	lintStart := time.Now()
-	tmpl := buildTemplate(profile, issuer, csr, serial, notBefore, notAfter)
+	shard := issuer.urls.crlShardOf(serial)
+	tmpl := buildTemplate(profile, issuer, csr, serial, shard, notBefore, notAfter)
 	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, issuer.lintParent, csr.PublicKey, issuer.lintSigner)
 	if err != nil {
 		return nil, fmt.Errorf("issuance: build certificate: %w", err)
@@ -224,6 +225,7 @@ func (s *Service) Prepare(ctx context.Context, req Request) (*Prepared, error) {
 	if err := s.ledger.RecordIntent(ctx, SerialReservation{
 		Serial: serial, Issuer: issuer.name, Profile: profile.Name,
 		Requester: req.Requester, Created: now, Expires: notAfter, LintCert: lintDER,
+		CRLShard: shard,
 	}); err != nil {
 		return nil, fmt.Errorf("%w: record intent: %w", ErrLedger, err)
 	}
@@ -348,7 +350,7 @@ func (s *Service) issuerFor(pub crypto.PublicKey) *Issuer {
 	return s.issuers[0]
 }
 
-func buildTemplate(p *Profile, iss *Issuer, csr *CheckedCSR, serial *big.Int, notBefore, notAfter time.Time) *x509.Certificate {
+func buildTemplate(p *Profile, iss *Issuer, csr *CheckedCSR, serial *big.Int, crlShard int, notBefore, notAfter time.Time) *x509.Certificate {
 	ku := p.KeyUsage
 	if _, isRSA := csr.PublicKey.(*rsa.PublicKey); !isRSA {
 		ku &^= x509.KeyUsageKeyEncipherment // meaningless, and refused by lints, for ECDSA keys
@@ -374,7 +376,7 @@ func buildTemplate(p *Profile, iss *Issuer, csr *CheckedCSR, serial *big.Int, no
 	if u := iss.urls.IssuerURL; u != "" {
 		t.IssuingCertificateURL = []string{u}
 	}
-	if u := iss.urls.CRLURL; u != "" {
+	if u := iss.urls.CRLShardURL(crlShard); u != "" {
 		t.CRLDistributionPoints = []string{u}
 	}
 	return t

@@ -20,6 +20,8 @@ import (
 	"math/big"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +96,10 @@ type Store interface {
 	LatestRevocation(ctx context.Context, issuer string) (count int, latest time.Time, err error)
 	PutCRL(ctx context.Context, c *storage.CRL) error
 	GetCRL(ctx context.Context, issuer string) (*storage.CRL, error)
+	ListRevokedShard(ctx context.Context, issuer string, shard int, expiresAfter time.Time) ([]storage.Revoked, error)
+	RevocationsByShard(ctx context.Context, issuer string) ([]storage.ShardRevocations, error)
+	GetCRLShard(ctx context.Context, issuer string, shard int) (*storage.CRL, error)
+	CRLHeads(ctx context.Context, issuer string) ([]storage.CRL, error)
 	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
 }
 
@@ -135,18 +141,25 @@ type Metrics struct {
 type issuerState struct {
 	iss       *issuance.Issuer
 	ocsp      *issuance.OCSPSigner
-	crlPath   string // URL path of its CRL
+	crlPath   string // URL path of its CRL (of shard 0)
+	shardDir  string // URL path below which shards 1.. and the list are served
 	certPath  string // URL path of its certificate
 	nameHash  map[crypto.Hash][]byte
 	keyHash   map[crypto.Hash][]byte
 	responses sync.Map // cacheKey -> *cachedResponse
 
-	mu        sync.Mutex
-	lastCount int       // revocations counted when this node last made the CRL
-	lastAt    time.Time // the latest revocation then
-	made      bool      // whether this node made a CRL since it started
+	mu     sync.Mutex
+	shards map[int]shardState // what this node last made, per shard
+	made   bool               // whether this node made a CRL since it started
 
-	crlCache cachedCRL
+	crlCache  [issuance.MaxCRLShards]cachedCRL // per shard
+	listCache cachedList
+}
+
+// shardState is what one shard's CRL held when this node last made it.
+type shardState struct {
+	count  int       // revocations counted
+	latest time.Time // the latest revocation then
 }
 
 // New builds a publisher for the issuers the OCSP signers answer for (each with
@@ -158,7 +171,7 @@ func New(ctx context.Context, cfg Config, store Store, signers []*issuance.OCSPS
 	p := &Publisher{cfg: cfg, store: store, log: cfg.Logger, files: map[string]file{}, wake: make(chan struct{}, 1)}
 	for _, o := range signers {
 		iss := o.Issuer()
-		st := &issuerState{iss: iss, ocsp: o, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
+		st := &issuerState{iss: iss, ocsp: o, nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}, shards: map[int]shardState{}}
 		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
 			nh, kh, err := iss.IssuerHashes(h)
 			if err != nil {
@@ -172,6 +185,11 @@ func New(ctx context.Context, cfg Config, store Store, signers []*issuance.OCSPS
 				return nil, fmt.Errorf("issuer %s: crl_url: %w", iss.Name(), err)
 			}
 			st.crlPath = pu.Path
+			lu, err := url.Parse(iss.URLs().CRLListURL())
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: crl_url: %w", iss.Name(), err)
+			}
+			st.shardDir = strings.TrimSuffix(lu.Path, "crls.json")
 		}
 		if u := iss.URLs().IssuerURL; u != "" {
 			pu, err := url.Parse(u)
@@ -227,39 +245,101 @@ func (p *Publisher) refreshCRLs(ctx context.Context) {
 	}
 }
 
+// refreshCRL makes again each of the issuer's shard CRLs that is stale (too
+// old, or asked for by an operator) or whose revocations changed since this
+// node made it, under the issuer's lease.
 func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 	now := p.cfg.Now().UTC()
-	count, latest, err := p.store.LatestRevocation(ctx, st.iss.Name())
+	name := st.iss.Name()
+	byShard, err := p.store.RevocationsByShard(ctx, name)
 	if err != nil {
 		return err
 	}
-	current, err := p.store.GetCRL(ctx, st.iss.Name())
-	if err != nil && !isNotFound(err) {
+	heads, err := p.store.CRLHeads(ctx, name)
+	if err != nil {
 		return err
 	}
+	current := map[int]*storage.CRL{}
+	for i := range heads {
+		current[heads[i].Shard] = &heads[i]
+	}
+	revs := map[int]storage.ShardRevocations{}
+	for _, r := range byShard {
+		revs[r.Shard] = r
+	}
+	requested := p.requestedAt(ctx, st)
+	var todo []int
 	st.mu.Lock()
-	changed := !st.made || count != st.lastCount || !latest.Equal(st.lastAt)
+	for _, shard := range publishedShards(st.iss.URLs().Shards(), heads, byShard) {
+		r, last := revs[shard], st.shards[shard]
+		_, madeIt := st.shards[shard]
+		changed := !st.made || !madeIt || r.Count != last.count || !r.Latest.Equal(last.latest)
+		cur := current[shard]
+		stale := cur == nil || now.Sub(cur.ThisUpdate) >= p.cfg.CRLRegenerate || requested.After(cur.ThisUpdate)
+		if stale || changed {
+			todo = append(todo, shard)
+		}
+	}
+	made := st.made
 	st.mu.Unlock()
-	stale := current == nil || now.Sub(current.ThisUpdate) >= p.cfg.CRLRegenerate || p.requested(ctx, st, current)
-	if !stale && !changed {
-		if st.made {
+	if len(todo) == 0 {
+		if made {
 			// Renew the lease so that this node stays the one that publishes.
-			p.store.TryLease(ctx, "crl/"+st.iss.Name(), p.cfg.Holder, now, p.leaseTTL())
+			p.store.TryLease(ctx, "crl/"+name, p.cfg.Holder, now, p.leaseTTL())
 		}
 		return nil
 	}
 	// Only the holder of the issuer's lease makes its CRLs; it keeps the lease
 	// by renewing it at every check, so another node takes over only when the
-	// holder stops, and then makes a CRL at once (it has made none yet).
-	ok, err := p.store.TryLease(ctx, "crl/"+st.iss.Name(), p.cfg.Holder, now, p.leaseTTL())
+	// holder stops, and then makes every CRL at once (it has made none yet).
+	ok, err := p.store.TryLease(ctx, "crl/"+name, p.cfg.Holder, now, p.leaseTTL())
 	if err != nil || !ok {
 		return err
 	}
-	revoked, err := p.store.ListRevoked(ctx, st.iss.Name(), now)
+	for _, shard := range todo {
+		if err := p.makeCRL(ctx, st, shard, current[shard], revs[shard], now); err != nil {
+			return fmt.Errorf("shard %d: %w", shard, err)
+		}
+	}
+	st.mu.Lock()
+	st.made = true
+	st.mu.Unlock()
+	return nil
+}
+
+// publishedShards lists the shards whose CRLs are published: every shard new
+// certificates go to (0..n-1), and every shard published before or holding a
+// revoked certificate, so that lowering crl_shards leaves the certificates
+// already in the higher shards with a current CRL at the URL they carry.
+func publishedShards(n int, heads []storage.CRL, revs []storage.ShardRevocations) []int {
+	set := map[int]bool{}
+	for i := 0; i < n; i++ {
+		set[i] = true
+	}
+	for _, h := range heads {
+		set[h.Shard] = true
+	}
+	for _, r := range revs {
+		set[r.Shard] = true
+	}
+	var out []int
+	for s := range set {
+		if s >= 0 && s < issuance.MaxCRLShards {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// makeCRL signs and stores one shard's CRL.
+func (p *Publisher) makeCRL(ctx context.Context, st *issuerState, shard int, current *storage.CRL, rev storage.ShardRevocations, now time.Time) error {
+	name := st.iss.Name()
+	revoked, err := p.store.ListRevokedShard(ctx, name, shard, now)
 	if err != nil {
 		return err
 	}
-	var entries []x509.RevocationListEntry
+	entries := make([]x509.RevocationListEntry, 0, len(revoked))
 	for _, r := range revoked {
 		serial, ok := new(big.Int).SetString(r.Serial, 16)
 		if !ok {
@@ -274,12 +354,12 @@ func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 	if current != nil && number.Int64() <= current.Number {
 		number = big.NewInt(current.Number + 1)
 	}
-	signed, err := st.iss.SignCRL(ctx, number, thisUpdate, thisUpdate.Add(p.cfg.CRLValidity), entries)
+	signed, err := st.iss.SignShardCRL(ctx, shard, number, thisUpdate, thisUpdate.Add(p.cfg.CRLValidity), entries)
 	if err != nil {
 		return err
 	}
 	p.metrics.CRLsPublished.Add(1)
-	if err := p.store.PutCRL(ctx, &storage.CRL{Issuer: st.iss.Name(), Number: number.Int64(),
+	if err := p.store.PutCRL(ctx, &storage.CRL{Issuer: name, Shard: shard, Number: number.Int64(),
 		ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(p.cfg.CRLValidity), DER: signed.DER}); err != nil {
 		if isConflict(err) {
 			return nil // another node published a newer one meanwhile
@@ -287,32 +367,39 @@ func (p *Publisher) refreshCRL(ctx context.Context, st *issuerState) error {
 		return err
 	}
 	st.mu.Lock()
-	st.lastCount, st.lastAt, st.made = count, latest, true
+	st.shards[shard] = shardState{count: rev.Count, latest: rev.Latest}
 	st.mu.Unlock()
-	st.crlCache.invalidate()
-	p.log.Info("CRL published", "audit", "crl", "issuer", st.iss.Name(), "number", number.String(), "revoked", len(entries), "next_update", thisUpdate.Add(p.cfg.CRLValidity))
-	return p.cfg.Audit.Record(ctx, audit.Event{Type: audit.CRLPublished, Data: map[string]any{
-		"issuer": st.iss.Name(), "number": number.String(), "entries": len(entries),
+	st.crlCache[shard].invalidate()
+	st.listCache.invalidate()
+	url := st.iss.URLs().CRLShardURL(shard)
+	p.log.Info("CRL published", "audit", "crl", "issuer", name, "shard", shard, "url", url, "number", number.String(), "revoked", len(entries), "next_update", thisUpdate.Add(p.cfg.CRLValidity))
+	data := map[string]any{
+		"issuer": name, "number": number.String(), "entries": len(entries),
 		"this_update": thisUpdate.UTC(), "next_update": thisUpdate.Add(p.cfg.CRLValidity).UTC(),
-	}})
+	}
+	if st.iss.URLs().Shards() > 1 || shard > 0 {
+		data["shard"], data["url"] = shard, url
+	}
+	return p.cfg.Audit.Record(ctx, audit.Event{Type: audit.CRLPublished, Data: data})
 }
 
-// requested reports whether an operator asked (`anvil admin crl regenerate`)
-// for a CRL newer than current. The request is a row in the database, not a
-// call to this process: whichever node holds the issuer's lease serves it at
-// its next check, signing in the HSM it already has open, under the same
-// lease and CRL numbering as any other CRL.
-func (p *Publisher) requested(ctx context.Context, st *issuerState, current *storage.CRL) bool {
+// requestedAt is when an operator last asked (`anvil admin crl regenerate`)
+// for new CRLs of the issuer (zero if never): every shard's CRL older than
+// that is made again. The request is a row in the database, not a call to
+// this process: whichever node holds the issuer's lease serves it at its next
+// check, signing in the HSM it already has open, under the same lease and CRL
+// numbering as any other CRL.
+func (p *Publisher) requestedAt(ctx context.Context, st *issuerState) time.Time {
 	a, ok := p.store.(CRLRequests)
-	if !ok || current == nil {
-		return false
+	if !ok {
+		return time.Time{}
 	}
 	at, err := a.CRLRequested(ctx, st.iss.Name())
 	if err != nil {
 		p.log.Error("CRL request", "issuer", st.iss.Name(), "error", err)
-		return false
+		return time.Time{}
 	}
-	return at.After(current.ThisUpdate)
+	return at
 }
 
 // Metrics returns the publisher's counters.

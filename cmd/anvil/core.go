@@ -61,6 +61,7 @@ func (c *caConfig) validateIssuance(p *config.Problems) {
 			p.Addf(path+".name", "%q is used twice", is.Name)
 		}
 		names[is.Name] = true
+		is.validateCRLShards(p, path)
 		if is.Key != "" {
 			if _, err := hsm.ParseURI(is.Key); err != nil {
 				p.Addf(path+".key", "%v", err)
@@ -219,7 +220,7 @@ func (s *core) loadIssuers(ctx context.Context) ([]*issuance.Issuer, error) {
 			}
 			chain = append(chain, c)
 		}
-		iss, err := issuance.NewIssuer(ctx, ic.Name, cert, timeKey(key, s.metrics), issuance.URLs{IssuerURL: ic.IssuerURL, OCSPURL: ic.OCSPURL, CRLURL: ic.CRLURL}, chain...)
+		iss, err := issuance.NewIssuer(ctx, ic.Name, cert, timeKey(key, s.metrics), issuance.URLs{IssuerURL: ic.IssuerURL, OCSPURL: ic.OCSPURL, CRLURL: ic.CRLURL, CRLShards: ic.CRLShards}, chain...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}

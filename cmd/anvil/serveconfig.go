@@ -84,6 +84,9 @@ type issuerConfig struct {
 	IssuerURL   string   `yaml:"issuer_url"`
 	OCSPURL     string   `yaml:"ocsp_url"`
 	CRLURL      string   `yaml:"crl_url"`
+	// CRLShards partitions the issuer's CRL (default 1: one CRL at crl_url);
+	// see issuance.MaxCRLShards and docs/README.md.
+	CRLShards int `yaml:"crl_shards"`
 	// OCSPResponder, when set, signs this issuer's OCSP responses instead of its
 	// own key: a delegated responder certificate from the ceremony and its key.
 	OCSPResponder *responderConfig `yaml:"ocsp_responder"`

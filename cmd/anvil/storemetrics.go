@@ -438,3 +438,32 @@ func (s *instrumentedStore) CountFailedAuthorizationsEach(ctx context.Context, i
 	s.observe("CountFailedAuthorizationsEach", start, err)
 	return r0, err
 }
+
+// The CRL shard methods.
+func (s *instrumentedStore) ListRevokedShard(ctx context.Context, issuer string, shard int, expiresAfter time.Time) ([]storage.Revoked, error) {
+	start := time.Now()
+	r0, err := s.Store.ListRevokedShard(ctx, issuer, shard, expiresAfter)
+	s.observe("ListRevokedShard", start, err)
+	return r0, err
+}
+
+func (s *instrumentedStore) RevocationsByShard(ctx context.Context, issuer string) ([]storage.ShardRevocations, error) {
+	start := time.Now()
+	r0, err := s.Store.RevocationsByShard(ctx, issuer)
+	s.observe("RevocationsByShard", start, err)
+	return r0, err
+}
+
+func (s *instrumentedStore) GetCRLShard(ctx context.Context, issuer string, shard int) (*storage.CRL, error) {
+	start := time.Now()
+	r0, err := s.Store.GetCRLShard(ctx, issuer, shard)
+	s.observe("GetCRLShard", start, err)
+	return r0, err
+}
+
+func (s *instrumentedStore) CRLHeads(ctx context.Context, issuer string) ([]storage.CRL, error) {
+	start := time.Now()
+	r0, err := s.Store.CRLHeads(ctx, issuer)
+	s.observe("CRLHeads", start, err)
+	return r0, err
+}

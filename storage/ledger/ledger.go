@@ -45,7 +45,7 @@ func (l Issuance) RecordIntent(ctx context.Context, r issuance.SerialReservation
 	err := l.Store.ReserveSerial(ctx, &storage.Certificate{
 		Serial: fmt.Sprintf("%x", r.Serial), Issuer: r.Issuer, Profile: r.Profile,
 		OrderID: r.Requester, CreatedAt: r.Created, Expires: r.Expires,
-		LintDER: r.LintCert, Holder: l.Holder,
+		LintDER: r.LintCert, Holder: l.Holder, CRLShard: r.CRLShard,
 	})
 	if errors.Is(err, storage.ErrConflict) {
 		return fmt.Errorf("%w: %w", issuance.ErrDuplicateSerial, err)

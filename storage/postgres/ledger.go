@@ -12,16 +12,16 @@ import (
 	"github.com/anvil-pki/anvil/storage/internal/records"
 )
 
-const certCols = `serial, issuer, profile, order_id, lint_der, der, created_at, expires, revoked_at, reason, holder, outcome, outcome_reason`
+const certCols = `serial, issuer, profile, order_id, lint_der, der, created_at, expires, revoked_at, reason, holder, outcome, outcome_reason, crl_shard`
 
 func scanCertificate(row scanner) (*storage.Certificate, error) {
 	var c storage.Certificate
 	var revoked *time.Time
-	var reason int32
-	if err := row.Scan(&c.Serial, &c.Issuer, &c.Profile, &c.OrderID, &c.LintDER, &c.DER, &c.CreatedAt, &c.Expires, &revoked, &reason, &c.Holder, &c.Outcome, &c.OutcomeReason); err != nil {
+	var reason, shard int32
+	if err := row.Scan(&c.Serial, &c.Issuer, &c.Profile, &c.OrderID, &c.LintDER, &c.DER, &c.CreatedAt, &c.Expires, &revoked, &reason, &c.Holder, &c.Outcome, &c.OutcomeReason, &shard); err != nil {
 		return nil, err
 	}
-	c.Reason = int(reason)
+	c.Reason, c.CRLShard = int(reason), int(shard)
 	c.LintDER, c.DER = records.NilIfEmpty(c.LintDER), records.NilIfEmpty(c.DER)
 	c.CreatedAt, c.Expires, c.RevokedAt = fromTS(c.CreatedAt), fromTS(c.Expires), fromOptTS(revoked)
 	return &c, nil
@@ -34,9 +34,9 @@ func (s *Store) ReserveSerial(ctx context.Context, c *storage.Certificate) error
 		return fmt.Errorf("reserve serial: %w", err)
 	}
 	return s.insertOnce(ctx, fmt.Sprintf("reserve serial %s", c.Serial),
-		`INSERT INTO certificates (serial, issuer, profile, order_id, lint_der, created_at, expires, holder)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
-		c.Serial, c.Issuer, c.Profile, c.OrderID, records.NilIfEmpty(c.LintDER), ts(c.CreatedAt), ts(c.Expires), c.Holder)
+		`INSERT INTO certificates (serial, issuer, profile, order_id, lint_der, created_at, expires, holder, crl_shard)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+		c.Serial, c.Issuer, c.Profile, c.OrderID, records.NilIfEmpty(c.LintDER), ts(c.CreatedAt), ts(c.Expires), c.Holder, c.CRLShard)
 }
 
 // RecordLintCertificate records the intent to sign a reserved serial.
@@ -166,10 +166,25 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Ti
 // ListRevoked lists an issuer's revoked certificates that expire after
 // expiresAfter, by serial.
 func (s *Store) ListRevoked(ctx context.Context, issuer string, expiresAfter time.Time) ([]storage.Revoked, error) {
-	rows, err := s.pool.Query(ctx, `SELECT serial, revoked_at, reason, expires FROM certificates
+	return s.listRevoked(ctx, fmt.Sprintf("revoked certificates of %q", issuer), `SELECT serial, revoked_at, reason, expires FROM certificates
 		WHERE issuer = $1 AND revoked_at IS NOT NULL AND expires > $2 ORDER BY serial`, issuer, ts(expiresAfter))
+}
+
+// ListRevokedShard lists the revoked certificates of one CRL shard: an
+// index-only scan of certificates_revoked_shard, which INCLUDEs every other
+// column it reads.
+func (s *Store) ListRevokedShard(ctx context.Context, issuer string, shard int, expiresAfter time.Time) ([]storage.Revoked, error) {
+	return s.listRevoked(ctx, fmt.Sprintf("revoked certificates of %q shard %d", issuer, shard), listRevokedShardSQL, issuer, shard, ts(expiresAfter))
+}
+
+// listRevokedShardSQL is exported to the tests, which check its query plan.
+const listRevokedShardSQL = `SELECT serial, revoked_at, reason, expires FROM certificates
+		WHERE issuer = $1 AND crl_shard = $2 AND revoked_at IS NOT NULL AND expires > $3 ORDER BY serial`
+
+func (s *Store) listRevoked(ctx context.Context, what, query string, args ...any) ([]storage.Revoked, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("revoked certificates of %q: %w", issuer, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var list []storage.Revoked
@@ -177,14 +192,14 @@ func (s *Store) ListRevoked(ctx context.Context, issuer string, expiresAfter tim
 		var r storage.Revoked
 		var reason int32
 		if err := rows.Scan(&r.Serial, &r.RevokedAt, &reason, &r.Expires); err != nil {
-			return nil, fmt.Errorf("revoked certificates of %q: %w", issuer, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		r.Reason = int(reason)
 		r.RevokedAt, r.Expires = fromTS(r.RevokedAt), fromTS(r.Expires)
 		list = append(list, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("revoked certificates of %q: %w", issuer, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return list, nil
 }

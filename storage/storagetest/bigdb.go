@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"math/big"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,13 @@ import (
 // divisible by revokeEvery. It is for measuring a store at scale: the
 // certificates are random bytes of a real certificate's size.
 func SeedLedger(ctx context.Context, s storage.Store, issuer string, n, revokeEvery, workers int) ([]string, error) {
+	return SeedLedgerShards(ctx, s, issuer, n, revokeEvery, 1, workers)
+}
+
+// SeedLedgerShards is SeedLedger with the certificates spread over crlShards
+// CRL shards, serial mod crlShards as issuance does.
+func SeedLedgerShards(ctx context.Context, s storage.Store, issuer string, n, revokeEvery, crlShards, workers int) ([]string, error) {
+	crlShards = max(crlShards, 1)
 	serials := make([]string, n)
 	lintDER, certDER := make([]byte, 1100), make([]byte, 1200)
 	rand.Read(lintDER)
@@ -39,8 +47,10 @@ func SeedLedger(ctx context.Context, s storage.Store, issuer string, n, revokeEv
 				}
 				serial := fmt.Sprintf("7e%014x%s", i, randomHex(8))
 				serials[i] = serial
+				shard, _ := new(big.Int).SetString(serial, 16)
 				err := s.ReserveSerial(ctx, &storage.Certificate{Serial: serial, Issuer: issuer, Profile: "tls",
-					CreatedAt: now, Expires: now.Add(90 * 24 * time.Hour)})
+					CreatedAt: now, Expires: now.Add(90 * 24 * time.Hour),
+					CRLShard: int(shard.Mod(shard, big.NewInt(int64(crlShards))).Int64())})
 				if err == nil {
 					err = s.RecordLintCertificate(ctx, serial, lintDER)
 				}

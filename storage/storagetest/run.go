@@ -56,6 +56,7 @@ var suite = []check{
 	{"ReleaseLeases", testReleaseLeases},
 	{"ReleaseLeasesOf", testReleaseLeasesOf},
 	{"CRLs", testCRLs},
+	{"CRLShards", testCRLShards},
 	{"EABKeys", testEABKeys},
 	{"EABBindRace", testEABBindRace},
 	{"TryLease", testTryLease},
