@@ -73,7 +73,7 @@ bench-bigdb: deps
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
 bench-scale: deps
-	$(GO) test -run '^$$' -bench ScaleOut -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS)
+	$(GO) test -run '^$$' -bench ScaleOutCPU -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE_DIR),-scale-profile=$(PROFILE_DIR))
 
 # Every func FuzzXxx in a _test.go file, for FUZZTIME each, one after another:
 # go test -fuzz takes one target per run. What a target finds is written to
