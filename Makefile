@@ -9,7 +9,7 @@ BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench bench-acme bench-bigdb bench-scale run deps deps-run vet fmt clean faultmod fuzz
+.PHONY: all build test unit bench bench-acme bench-bigdb bench-bigdb-pg bench-scale run deps deps-run vet fmt clean faultmod fuzz
 
 all: build
 
@@ -69,6 +69,10 @@ $(BENCH_CACHE)/pebble-%/pebble:
 ROWS ?= 100000
 bench-bigdb: deps
 	$(GO) test -run '^$$' -bench BigDatabase -benchtime 1x -timeout 60m ./storage/sqlite/ -bigdb-rows=$(ROWS)
+
+# The same on PostgreSQL (pgtest's throwaway cluster), rows seeded by the server.
+bench-bigdb-pg: deps
+	$(GO) test -run '^$$' -bench BigDatabase -benchtime 1x -timeout 60m ./storage/postgres/ -bigdb-rows=$(ROWS)
 
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
