@@ -60,6 +60,7 @@ var suite = []check{
 	{"EABBindRace", testEABBindRace},
 	{"TryLease", testTryLease},
 	{"LeaseRace", testLeaseRace},
+	{"TryLeaseAndCertificates", testTryLeaseAndCertificates},
 	{"DeleteExpired", CheckDeleteExpired},
 	{"TimeRoundTrip", testTimeRoundTrip},
 	{"EmptyValues", testEmptyValues},
