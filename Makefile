@@ -76,6 +76,8 @@ bench-bigdb-pg: deps
 
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
+# CPU per certificate of the Anvil processes and of PostgreSQL, ratios to
+# SQLite, statements per certificate; PROFILE_DIR=/tmp/p for CPU profiles.
 bench-scale: deps
 	$(GO) test -run '^$$' -bench ScaleOutCPU -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE_DIR),-scale-profile=$(PROFILE_DIR))
 
