@@ -9,7 +9,7 @@ BIN      := bin/anvil
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build test unit bench bench-acme bench-bigdb bench-crl bench-crl-pg bench-scale run deps deps-run vet fmt clean faultmod fuzz
+.PHONY: all build test unit bench bench-acme bench-bigdb bench-bigdb-pg bench-crl bench-crl-pg bench-scale run deps deps-run vet fmt clean faultmod fuzz
 
 all: build
 
@@ -82,10 +82,16 @@ bench-crl: deps
 bench-crl-pg: deps
 	$(GO) test -run '^$$' -bench CRLShardsPostgres -benchtime 1x -timeout 60m ./storage/postgres/ -pg-rows=$(ROWS)
 
+# The same on PostgreSQL (pgtest's throwaway cluster), rows seeded by the server.
+bench-bigdb-pg: deps
+	$(GO) test -run '^$$' -bench BigDatabase -benchtime 1x -timeout 60m ./storage/postgres/ -bigdb-rows=$(ROWS)
+
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
+# CPU per certificate of the Anvil processes and of PostgreSQL, ratios to
+# SQLite, statements per certificate; PROFILE_DIR=/tmp/p for CPU profiles.
 bench-scale: deps
-	$(GO) test -run '^$$' -bench ScaleOut -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS)
+	$(GO) test -run '^$$' -bench ScaleOutCPU -benchtime 1x -timeout 30m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE_DIR),-scale-profile=$(PROFILE_DIR))
 
 # Every func FuzzXxx in a _test.go file, for FUZZTIME each, one after another:
 # go test -fuzz takes one target per run. What a target finds is written to

@@ -46,6 +46,13 @@ type Store interface {
 
 var _ Store = storage.Store(nil)
 
+// leaseReader is what the PostgreSQL and SQLite stores add to Store: the
+// lease and the requester's ledger rows in one call, one round trip on
+// PostgreSQL instead of two.
+type leaseReader interface {
+	TryLeaseAndCertificates(ctx context.Context, name, holder string, now time.Time, ttl time.Duration, orderID string) (bool, []*storage.Certificate, error)
+}
+
 // Server is the issuance service over mutual TLS.
 type Server struct {
 	cfg     ServerConfig
@@ -209,7 +216,7 @@ const issueTimeout = 20 * time.Second
 func (s *Server) issueOnce(ctx context.Context, req *IssueRequest, ips []net.IP) (*IssueResponse, error) {
 	holder := fmt.Sprintf("%s/%d", s.id, s.flights.Add(1))
 	lease := "issue/" + req.Requester
-	got, err := s.cfg.Store.TryLease(ctx, lease, holder, time.Now(), issueTimeout+10*time.Second)
+	got, certs, err := s.leaseAndCertificates(ctx, lease, holder, req.Requester)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", issuance.ErrLedger, err)
 	}
@@ -225,7 +232,7 @@ func (s *Server) issueOnce(ctx context.Context, req *IssueRequest, ips []net.IP)
 			s.log.Warn("signer: lease not released; it expires by itself", "requester", req.Requester, "error", err)
 		}
 	}()
-	if resp, err := s.replay(ctx, req, ips); resp != nil || err != nil {
+	if resp, err := s.replay(ctx, certs, req, ips); resp != nil || err != nil {
 		return resp, err
 	}
 	issued, err := s.cfg.Service.Issue(ctx, issuance.Request{
@@ -237,14 +244,32 @@ func (s *Server) issueOnce(ctx context.Context, req *IssueRequest, ips []net.IP)
 	return &IssueResponse{DER: issued.DER, Chain: issued.Chain, Issuer: issued.Issuer, Profile: issued.Profile}, nil
 }
 
-// replay answers a request whose requester already has a certificate in the
-// ledger: with that certificate when it is for the same key and names, with
-// ErrRequesterConflict when it is not. (nil, nil) means there is none.
-func (s *Server) replay(ctx context.Context, req *IssueRequest, ips []net.IP) (*IssueResponse, error) {
-	certs, err := s.cfg.Store.CertificatesForOrder(ctx, req.Requester)
-	if err != nil {
-		return nil, fmt.Errorf("%w: certificates of %s: %w", issuance.ErrLedger, req.Requester, err)
+// leaseAndCertificates takes the requester's lease and, if it got it, reads
+// the requester's ledger rows, written before the lease was free: in one
+// round trip where the store can.
+func (s *Server) leaseAndCertificates(ctx context.Context, lease, holder, requester string) (bool, []*storage.Certificate, error) {
+	ttl := issueTimeout + 10*time.Second
+	if lr, ok := s.cfg.Store.(leaseReader); ok {
+		return lr.TryLeaseAndCertificates(ctx, lease, holder, time.Now(), ttl, requester)
 	}
+	got, err := s.cfg.Store.TryLease(ctx, lease, holder, time.Now(), ttl)
+	if err != nil || !got {
+		return false, nil, err
+	}
+	certs, err := s.cfg.Store.CertificatesForOrder(ctx, requester)
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return false, nil, errors.Join(fmt.Errorf("certificates of %s: %w", requester, err), s.cfg.Store.ReleaseLease(rctx, lease, holder))
+	}
+	return true, certs, nil
+}
+
+// replay answers a request whose requester already has a certificate among
+// its ledger rows (certs): with that certificate when it is for the same key
+// and names, with ErrRequesterConflict when it is not. (nil, nil) means there
+// is none.
+func (s *Server) replay(ctx context.Context, certs []*storage.Certificate, req *IssueRequest, ips []net.IP) (*IssueResponse, error) {
 	for i := len(certs) - 1; i >= 0; i-- {
 		c := certs[i]
 		if c.DER == nil {

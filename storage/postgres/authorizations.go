@@ -144,15 +144,59 @@ func (s *Store) CountFailedAuthorizations(ctx context.Context, ident storage.Ide
 // queueAuthorization queues the inserts of a prepared authorization and its
 // challenges.
 func queueAuthorization(b *pgx.Batch, a *storage.Authorization) {
-	b.Queue(`INSERT INTO authorizations (`+authzCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		a.ID, a.AccountID, a.Identifier.Type, a.Identifier.Value, a.Wildcard, a.Status,
-		ts(a.Expires), ts(a.CreatedAt), ts(a.UpdatedAt))
-	for i, c := range a.Challenges {
-		b.Queue(`INSERT INTO challenges (id, authz_id, position, type, token, status, validated, error,
-			attempts, next_attempt, lease_until, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			c.ID, a.ID, i, c.Type, c.Token, c.Status, optTS(c.Validated), bytea(c.Error),
-			c.Attempts, ts(c.NextAttempt), ts(c.LeaseUntil), ts(c.UpdatedAt))
+	queueAuthorizations(b, []*storage.Authorization{a})
+}
+
+// queueAuthorizations queues the inserts of authzs and their challenges: two
+// statements, each taking its rows as parallel arrays (unnest), so that an
+// order of 100 identifiers costs the server two statements, not 400.
+func queueAuthorizations(b *pgx.Batch, authzs []*storage.Authorization) {
+	if len(authzs) == 0 {
+		return
 	}
+	var (
+		ids, accts, types, values, statuses []string
+		wild                                []bool
+		expires, created, updated           []time.Time
+	)
+	var (
+		cIDs, cAuthz, cTypes, cTokens, cStatuses []string
+		cPos, cAttempts                          []int32
+		cValidated                               []*time.Time
+		cErrors                                  [][]byte
+		cNext, cLease, cUpdated                  []time.Time
+	)
+	for _, a := range authzs {
+		ids, accts, types, values = append(ids, a.ID), append(accts, a.AccountID), append(types, a.Identifier.Type), append(values, a.Identifier.Value)
+		wild, statuses = append(wild, a.Wildcard), append(statuses, a.Status)
+		expires, created, updated = append(expires, ts(a.Expires)), append(created, ts(a.CreatedAt)), append(updated, ts(a.UpdatedAt))
+		for i, c := range a.Challenges {
+			cIDs, cAuthz, cPos, cTypes, cTokens, cStatuses = append(cIDs, c.ID), append(cAuthz, a.ID), append(cPos, int32(i)),
+				append(cTypes, c.Type), append(cTokens, c.Token), append(cStatuses, c.Status)
+			var validated *time.Time
+			if !c.Validated.IsZero() {
+				v := ts(c.Validated)
+				validated = &v
+			}
+			var errBytes []byte
+			if len(c.Error) > 0 {
+				errBytes = c.Error
+			}
+			cValidated, cErrors, cAttempts = append(cValidated, validated), append(cErrors, errBytes), append(cAttempts, int32(c.Attempts))
+			cNext, cLease, cUpdated = append(cNext, ts(c.NextAttempt)), append(cLease, ts(c.LeaseUntil)), append(cUpdated, ts(c.UpdatedAt))
+		}
+	}
+	b.Queue(`INSERT INTO authorizations (`+authzCols+`)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])`,
+		ids, accts, types, values, wild, statuses, expires, created, updated)
+	if len(cIDs) == 0 {
+		return
+	}
+	b.Queue(`INSERT INTO challenges (id, authz_id, position, type, token, status, validated, error,
+		attempts, next_attempt, lease_until, updated_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::bytea[],
+		$9::integer[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])`,
+		cIDs, cAuthz, cPos, cTypes, cTokens, cStatuses, cValidated, cErrors, cAttempts, cNext, cLease, cUpdated)
 }
 
 // CreateAuthorization inserts a pre-authorization with its challenges, in one

@@ -15,6 +15,8 @@ import (
 const (
 	uniqueViolation     = "23505"
 	foreignKeyViolation = "23503"
+	// divisionByZero is how RecordValidation's one statement undoes itself.
+	divisionByZero = "22012"
 )
 
 // mapErr gives err, from an operation described by what, its storage meaning:

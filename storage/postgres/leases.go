@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/anvil-pki/anvil/storage"
+	"github.com/anvil-pki/anvil/storage/internal/records"
 )
 
 // TryLease takes or renews a lease in one upsert: the row is written only if
@@ -79,4 +82,41 @@ func (s *Store) ReleaseAllLeases(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("release all leases: %w", err)
 	}
 	return n, nil
+}
+
+// TryLeaseAndCertificates is TryLease and, in the same round trip,
+// CertificatesForOrder(orderID): the signer's start of an issuance. The two
+// statements go as one batch, which the server runs as one implicit
+// transaction in order; under READ COMMITTED the read takes its snapshot
+// after the lease write has its row, so it sees every certificate the
+// lease's previous holder recorded before releasing it.
+func (s *Store) TryLeaseAndCertificates(ctx context.Context, name, holder string, now time.Time, ttl time.Duration, orderID string) (bool, []*storage.Certificate, error) {
+	if orderID == "" { // names no order
+		got, err := s.TryLease(ctx, name, holder, now, ttl)
+		return got, nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO leases (name, holder, held_until) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, held_until = EXCLUDED.held_until
+		WHERE leases.holder = EXCLUDED.holder OR leases.held_until < $4`,
+		name, holder, ts(now.Add(ttl)), ts(now))
+	b.Queue(`SELECT `+certCols+` FROM certificates WHERE order_id = $1 ORDER BY created_at, serial`, orderID)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	tag, err := br.Exec()
+	if err != nil {
+		return false, nil, fmt.Errorf("lease %q for %q: %w", name, holder, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return false, nil, fmt.Errorf("certificates of order %q: %w", orderID, err)
+	}
+	certs, err := records.Collect(rows, scanCertificate)
+	if err != nil {
+		return false, nil, fmt.Errorf("certificates of order %q: %w", orderID, err)
+	}
+	if err := br.Close(); err != nil {
+		return false, nil, fmt.Errorf("lease %q for %q: %w", name, holder, err)
+	}
+	return tag.RowsAffected() > 0, certs, nil
 }

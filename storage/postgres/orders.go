@@ -36,7 +36,8 @@ func scanOrder(row scanner) (*storage.Order, error) {
 
 // CreateOrder inserts o, its new authorizations and challenges, and its
 // references to every authorization as one batch: one round trip, run by
-// the server as one implicit transaction, so a failure leaves nothing.
+// the server as one implicit transaction, so a failure leaves nothing. The
+// batch holds one statement per table whatever the number of identifiers.
 func (s *Store) CreateOrder(ctx context.Context, o *storage.Order, newAuthzs []*storage.Authorization) error {
 	if err := records.PrepareOrder(o); err != nil {
 		return fmt.Errorf("create order: %w", err)
@@ -54,9 +55,7 @@ func (s *Store) CreateOrder(ctx context.Context, o *storage.Order, newAuthzs []*
 	b.Queue(`INSERT INTO orders (`+orderCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		o.ID, o.AccountID, o.Status, idents, textArray(o.AuthzIDs), o.Profile, optTS(o.NotBefore), optTS(o.NotAfter), ts(o.Expires),
 		bytea(o.Error), bytea(o.CSR), o.CertSerial, o.Replaces, ts(o.LeaseUntil), ts(o.CreatedAt), ts(o.UpdatedAt))
-	for _, a := range newAuthzs {
-		queueAuthorization(b, a)
-	}
+	queueAuthorizations(b, newAuthzs)
 	if len(o.AuthzIDs) > 0 {
 		b.Queue(`INSERT INTO order_authzs (order_id, authz_id) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`,
 			o.ID, o.AuthzIDs)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/anvil-pki/anvil/storage"
@@ -159,20 +160,65 @@ func (s *Store) CountFailedAuthorizations(ctx context.Context, ident storage.Ide
 
 // insertAuthorization inserts a prepared authorization and its challenges.
 func insertAuthorization(ctx context.Context, tx *sql.Tx, a *storage.Authorization) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO authorizations (`+authzCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.ID, a.AccountID, a.Identifier.Type, a.Identifier.Value, a.Wildcard, a.Status,
-		micros(a.Expires), micros(a.CreatedAt), micros(a.UpdatedAt))
-	if err != nil {
-		return mapErr(err, fmt.Sprintf("authorization %q", a.ID))
+	return insertAuthorizations(ctx, tx, []*storage.Authorization{a})
+}
+
+// insertAuthorizations inserts authzs and their challenges with one
+// multi-row INSERT per table (per maxRowParams parameters), so that an order
+// of 100 identifiers costs two statements, not 400.
+func insertAuthorizations(ctx context.Context, tx *sql.Tx, authzs []*storage.Authorization) error {
+	if len(authzs) == 0 {
+		return nil
 	}
-	for i, c := range a.Challenges {
-		_, err := tx.ExecContext(ctx, `INSERT INTO challenges (id, authz_id, position, type, token, status, validated, error,
-			attempts, next_attempt, lease_until, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.ID, a.ID, i, c.Type, c.Token, c.Status, optMicros(c.Validated), blob(c.Error),
-			c.Attempts, micros(c.NextAttempt), micros(c.LeaseUntil), micros(c.UpdatedAt))
-		if err != nil {
-			return mapErr(err, fmt.Sprintf("challenge %q of authorization %q", c.ID, a.ID))
+	var authzRows, chalRows [][]any
+	for _, a := range authzs {
+		authzRows = append(authzRows, []any{a.ID, a.AccountID, a.Identifier.Type, a.Identifier.Value, a.Wildcard, a.Status,
+			micros(a.Expires), micros(a.CreatedAt), micros(a.UpdatedAt)})
+		for i, c := range a.Challenges {
+			chalRows = append(chalRows, []any{c.ID, a.ID, i, c.Type, c.Token, c.Status, optMicros(c.Validated), blob(c.Error),
+				c.Attempts, micros(c.NextAttempt), micros(c.LeaseUntil), micros(c.UpdatedAt)})
 		}
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO authorizations (`+authzCols+`) VALUES `, "", authzRows); err != nil {
+		return mapErr(err, fmt.Sprintf("authorizations %q…", authzs[0].ID))
+	}
+	if err := insertRows(ctx, tx, `INSERT INTO challenges (id, authz_id, position, type, token, status, validated, error,
+			attempts, next_attempt, lease_until, updated_at) VALUES `, "", chalRows); err != nil {
+		return mapErr(err, fmt.Sprintf("challenges of authorizations %q…", authzs[0].ID))
+	}
+	return nil
+}
+
+// maxRowParams bounds the parameters of one multi-row statement, under
+// SQLite's limit of 32766 host parameters.
+const maxRowParams = 30000
+
+// insertRows runs head ("INSERT INTO t (…) VALUES ") with rows as one
+// multi-row VALUES list, then tail (e.g. an ON CONFLICT clause), split only
+// when it would pass maxRowParams; every row has the same number of columns.
+func insertRows(ctx context.Context, tx *sql.Tx, head, tail string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	per := max(1, maxRowParams/len(rows[0]))
+	one := "(?" + strings.Repeat(", ?", len(rows[0])-1) + ")"
+	for len(rows) > 0 {
+		n := min(per, len(rows))
+		var q strings.Builder
+		q.WriteString(head)
+		args := make([]any, 0, n*len(rows[0]))
+		for i, r := range rows[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(one)
+			args = append(args, r...)
+		}
+		q.WriteString(tail)
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
 	}
 	return nil
 }

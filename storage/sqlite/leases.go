@@ -3,8 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/anvil-pki/anvil/storage"
 )
 
 // TryLease takes or renews a lease in one upsert: the row is written only if
@@ -94,4 +97,24 @@ func (s *Store) ReleaseAllLeases(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("release all leases: %w", err)
 	}
 	return n, nil
+}
+
+// TryLeaseAndCertificates is TryLease, then CertificatesForOrder(orderID):
+// the signer's start of an issuance, one round trip on PostgreSQL. Here
+// both are in-process calls; the read follows the lease write, so it sees
+// every certificate the lease's previous holder recorded before releasing it.
+func (s *Store) TryLeaseAndCertificates(ctx context.Context, name, holder string, now time.Time, ttl time.Duration, orderID string) (bool, []*storage.Certificate, error) {
+	got, err := s.TryLease(ctx, name, holder, now, ttl)
+	if err != nil {
+		return false, nil, err
+	}
+	certs, err := s.CertificatesForOrder(ctx, orderID)
+	if err != nil {
+		if got {
+			// Not taken, as on PostgreSQL, where the failed read undoes the write.
+			err = errors.Join(err, s.ReleaseLease(ctx, name, holder))
+		}
+		return false, nil, err
+	}
+	return got, certs, nil
 }

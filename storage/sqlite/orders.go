@@ -61,16 +61,16 @@ func (s *Store) CreateOrder(ctx context.Context, o *storage.Order, newAuthzs []*
 		if err != nil {
 			return mapErr(err, fmt.Sprintf("create order %q", o.ID))
 		}
-		for _, a := range newAuthzs {
-			if err := insertAuthorization(ctx, tx, a); err != nil {
-				return fmt.Errorf("create order %q: %w", o.ID, err)
-			}
+		// One statement per table, whatever the number of identifiers.
+		if err := insertAuthorizations(ctx, tx, newAuthzs); err != nil {
+			return fmt.Errorf("create order %q: %w", o.ID, err)
 		}
-		for _, id := range o.AuthzIDs {
-			_, err := tx.ExecContext(ctx, `INSERT INTO order_authzs (order_id, authz_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, o.ID, id)
-			if err != nil {
-				return mapErr(err, fmt.Sprintf("create order %q: authorization %q", o.ID, id))
-			}
+		refs := make([][]any, len(o.AuthzIDs))
+		for i, id := range o.AuthzIDs {
+			refs[i] = []any{o.ID, id}
+		}
+		if err := insertRows(ctx, tx, `INSERT INTO order_authzs (order_id, authz_id) VALUES `, ` ON CONFLICT DO NOTHING`, refs); err != nil {
+			return mapErr(err, fmt.Sprintf("create order %q: authorizations", o.ID))
 		}
 		return nil
 	})

@@ -61,6 +61,7 @@ var suite = []check{
 	{"EABBindRace", testEABBindRace},
 	{"TryLease", testTryLease},
 	{"LeaseRace", testLeaseRace},
+	{"TryLeaseAndCertificates", testTryLeaseAndCertificates},
 	{"DeleteExpired", CheckDeleteExpired},
 	{"TimeRoundTrip", testTimeRoundTrip},
 	{"EmptyValues", testEmptyValues},

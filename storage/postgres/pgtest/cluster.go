@@ -83,12 +83,18 @@ func (c *Cluster) start(ctx context.Context, bins binaries, owner *account) erro
 		return fmt.Errorf("pgtest: %s: %w\n%s", bins.initdb, err, c.logTail())
 	}
 
-	c.cmd = exec.Command(bins.postgres, "-D", data,
+	args := []string{"-D", data,
 		"-k", c.Dir, "-p", fmt.Sprint(port),
 		"-c", "listen_addresses=", // the socket only
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "shared_buffers=32MB", "-c", "max_connections=200",
-		"-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic")
+		"-c", "log_min_messages=warning", "-c", "log_min_error_statement=panic"}
+	// pg_stat_statements, where the installation has it, lets benchmarks
+	// count the statements (round trips) behind one certificate.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(bins.postgres)), "lib", "pg_stat_statements.so")); err == nil {
+		args = append(args, "-c", "shared_preload_libraries=pg_stat_statements")
+	}
+	c.cmd = exec.Command(bins.postgres, args...)
 	c.setup(c.cmd, owner)
 	// If this process dies without stopping the server (a crash, a killed
 	// test binary), the kernel tells the server to shut down at once.
