@@ -71,6 +71,10 @@ DB ?=
 bench-bigdb: deps
 	$(GO) test -run '^$$' -bench BigDatabase -benchtime 1x -timeout 60m ./storage/sqlite/ -bigdb-rows=$(ROWS)
 
+# The same on PostgreSQL (pgtest's throwaway cluster), rows seeded by the server.
+bench-bigdb-pg: deps
+	$(GO) test -run '^$$' -bench BigDatabase -benchtime 1x -timeout 60m ./storage/postgres/ -bigdb-rows=$(ROWS)
+
 # CRL generation at ROWS certificates (1 in 10 revoked): one CRL and 16 shards,
 # read and signed on SoftHSM2, and the revoked list read before and after the
 # covering index. DB= keeps the seeded database for the next run.
@@ -81,10 +85,6 @@ bench-crl: deps
 # and after migration 0007, the migration's time, and the list per shard.
 bench-crl-pg: deps
 	$(GO) test -run '^$$' -bench CRLShardsPostgres -benchtime 1x -timeout 60m ./storage/postgres/ -pg-rows=$(ROWS)
-
-# The same on PostgreSQL (pgtest's throwaway cluster), rows seeded by the server.
-bench-bigdb-pg: deps
-	$(GO) test -run '^$$' -bench BigDatabase -benchtime 1x -timeout 60m ./storage/postgres/ -bigdb-rows=$(ROWS)
 
 # One machine, four deployments at concurrency 16: serve on SQLite, serve on
 # PostgreSQL, and one or two front ends before an anvil signer on PostgreSQL.
