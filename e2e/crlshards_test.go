@@ -147,6 +147,22 @@ func TestShardedCRLsSeenByOpenSSL(t *testing.T) {
 	if !slices.Equal(list, shardURLs) {
 		t.Fatalf("crls.json lists %q, want %q", list, shardURLs)
 	}
+
+	// An operator's alerts and dashboard see every shard: a stale shard 3
+	// must page as a stale shard 0 does.
+	m := ca.scrapeMetrics(t)
+	for i, url := range shardURLs {
+		shard := labels{"issuer": "int-ecdsa", "source": "store", "shard": fmt.Sprint(i)}
+		m.each(t, "anvil_crl_next_update_seconds", shard, "> 0", func(v float64) bool { return v > 0 })
+		m.each(t, "anvil_crl_size_bytes", shard, "> 0", func(v float64) bool { return v > 0 })
+		want := 0.0
+		for _, c := range []*x509.Certificate{revoked, before} {
+			if c.CRLDistributionPoints[0] == url {
+				want++
+			}
+		}
+		m.each(t, "anvil_crl_entries", shard, fmt.Sprint(want), func(v float64) bool { return v == want })
+	}
 }
 
 func pemCert(c *x509.Certificate) []byte {

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 type CRLState struct {
 	Issuer     string // the issuer's configured name, or a file CRL's issuer common name
 	Source     string // "store" (made by this CA) or "file" (an offline root's, served from pki.files)
+	Shard      int    // the CRL's partition (issuers[].crl_shards); 0 for an unpartitioned CRL and for files
 	Number     int64
 	ThisUpdate time.Time
 	NextUpdate time.Time
@@ -44,15 +46,15 @@ type stateCollector struct {
 
 var (
 	descCRLAge = prometheus.NewDesc("anvil_crl_age_seconds",
-		"Seconds since thisUpdate of the current CRL.", []string{"issuer", "source"}, nil)
+		"Seconds since thisUpdate of the current CRL.", []string{"issuer", "source", "shard"}, nil)
 	descCRLNext = prometheus.NewDesc("anvil_crl_next_update_seconds",
-		"Seconds until nextUpdate of the current CRL (negative once it has passed).", []string{"issuer", "source"}, nil)
+		"Seconds until nextUpdate of the current CRL (negative once it has passed).", []string{"issuer", "source", "shard"}, nil)
 	descCRLSize = prometheus.NewDesc("anvil_crl_size_bytes",
-		"Size of the current CRL, DER.", []string{"issuer", "source"}, nil)
+		"Size of the current CRL, DER.", []string{"issuer", "source", "shard"}, nil)
 	descCRLEntries = prometheus.NewDesc("anvil_crl_entries",
-		"Revoked certificates listed in the current CRL.", []string{"issuer", "source"}, nil)
+		"Revoked certificates listed in the current CRL.", []string{"issuer", "source", "shard"}, nil)
 	descCRLNumber = prometheus.NewDesc("anvil_crl_number",
-		"CRL number of the current CRL.", []string{"issuer", "source"}, nil)
+		"CRL number of the current CRL.", []string{"issuer", "source", "shard"}, nil)
 	descCertLeft = prometheus.NewDesc("anvil_ca_certificate_not_after_seconds",
 		"Seconds until notAfter of a CA certificate the process has loaded (negative once expired).", []string{"name", "role"}, nil)
 	descCertExpiry = prometheus.NewDesc("anvil_ca_certificate_not_after_timestamp_seconds",
@@ -109,11 +111,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		// A scrape must not hang on a stuck database.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		for _, s := range crls(ctx) {
-			gauge(descCRLAge, now.Sub(s.ThisUpdate).Seconds(), s.Issuer, s.Source)
-			gauge(descCRLNext, s.NextUpdate.Sub(now).Seconds(), s.Issuer, s.Source)
-			gauge(descCRLSize, float64(s.Size), s.Issuer, s.Source)
-			gauge(descCRLEntries, float64(s.Entries), s.Issuer, s.Source)
-			gauge(descCRLNumber, float64(s.Number), s.Issuer, s.Source)
+			shard := strconv.Itoa(s.Shard)
+			gauge(descCRLAge, now.Sub(s.ThisUpdate).Seconds(), s.Issuer, s.Source, shard)
+			gauge(descCRLNext, s.NextUpdate.Sub(now).Seconds(), s.Issuer, s.Source, shard)
+			gauge(descCRLSize, float64(s.Size), s.Issuer, s.Source, shard)
+			gauge(descCRLEntries, float64(s.Entries), s.Issuer, s.Source, shard)
+			gauge(descCRLNumber, float64(s.Number), s.Issuer, s.Source, shard)
 		}
 		cancel()
 	}

@@ -191,32 +191,44 @@ func observePublisher(m *metrics.Metrics, store storage.Store, p *revocation.Pub
 			Number: crlNumber(crl), ThisUpdate: crl.ThisUpdate, NextUpdate: crl.NextUpdate, Size: size, Entries: len(crl.RevokedCertificateEntries)})
 	}
 	fileCRLs = dedupeCRLs(fileCRLs)
-	// Parsing a CRL costs time in its size; parse each number once.
-	type parsed struct {
-		number  int64
-		entries int
+	// Parsing a CRL costs time in its size, and reading it a transfer of its
+	// size: read and parse each shard's CRL once per number, and take the
+	// times from the heads alone.
+	type shardKey struct {
+		issuer string
+		shard  int
 	}
-	cache := map[string]parsed{}
+	type parsed struct {
+		number        int64
+		size, entries int
+	}
+	cache := map[shardKey]parsed{}
 	var mu sync.Mutex // scrapes may overlap
 	m.SetCRLSource(func(ctx context.Context) []metrics.CRLState {
 		mu.Lock()
 		defer mu.Unlock()
 		out := append([]metrics.CRLState(nil), fileCRLs...)
 		for _, iss := range issuers {
-			c, err := store.GetCRL(ctx, iss.Name())
+			heads, err := store.CRLHeads(ctx, iss.Name())
 			if err != nil {
-				continue // none published yet: the CRL age alert's absent() covers it
+				continue // a scrape reports what it can; the CRL age alert's absent() covers a gap
 			}
-			pc, ok := cache[iss.Name()]
-			if !ok || pc.number != c.Number {
-				pc = parsed{number: c.Number, entries: -1}
-				if rl, err := x509.ParseRevocationList(c.DER); err == nil {
-					pc.entries = len(rl.RevokedCertificateEntries)
+			for _, h := range heads {
+				k := shardKey{iss.Name(), h.Shard}
+				pc, ok := cache[k]
+				if !ok || pc.number != h.Number {
+					pc = parsed{number: h.Number, size: -1, entries: -1}
+					if c, err := store.GetCRLShard(ctx, iss.Name(), h.Shard); err == nil && c.Number == h.Number {
+						pc.size = len(c.DER)
+						if rl, err := x509.ParseRevocationList(c.DER); err == nil {
+							pc.entries = len(rl.RevokedCertificateEntries)
+						}
+						cache[k] = pc
+					}
 				}
-				cache[iss.Name()] = pc
+				out = append(out, metrics.CRLState{Issuer: iss.Name(), Source: "store", Shard: h.Shard, Number: h.Number,
+					ThisUpdate: h.ThisUpdate, NextUpdate: h.NextUpdate, Size: pc.size, Entries: pc.entries})
 			}
-			out = append(out, metrics.CRLState{Issuer: iss.Name(), Source: "store", Number: c.Number,
-				ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Size: len(c.DER), Entries: pc.entries})
 		}
 		return out
 	})
