@@ -53,6 +53,10 @@ type crlStatus struct {
 	Requested   time.Time `json:"requested,omitzero"` // an operator's request not yet served
 	Published   bool      `json:"published"`
 	SecondsLeft int64     `json:"seconds_until_next_update,omitempty"`
+	// With crl_shards > 1 the fields above are the shard whose nextUpdate
+	// comes first: the one an operator must watch.
+	Shards int `json:"shards,omitempty"`
+	Shard  int `json:"shard,omitempty"`
 }
 
 // hsmStatus is what the server's /health said.
@@ -93,20 +97,30 @@ func readCertExpiry(path string, now time.Time) certExpiry {
 // crlState reads the issuer's stored CRL and any pending request.
 func (s *adminSession) crlState(ctx context.Context, issuer string) (*crlStatus, error) {
 	st := &crlStatus{}
-	crl, err := s.store.GetCRL(ctx, issuer)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-	case err != nil:
+	heads, err := s.store.CRLHeads(ctx, issuer)
+	if err != nil {
 		return nil, err
-	default:
-		st.Published, st.Number, st.ThisUpdate, st.NextUpdate = true, crl.Number, crl.ThisUpdate, crl.NextUpdate
-		st.SecondsLeft = int64(crl.NextUpdate.Sub(s.now).Seconds())
+	}
+	var oldestThis time.Time // a request is served once every shard is newer
+	for i, h := range heads {
+		if i == 0 || h.NextUpdate.Before(st.NextUpdate) {
+			st.Number, st.ThisUpdate, st.NextUpdate, st.Shard = h.Number, h.ThisUpdate, h.NextUpdate, h.Shard
+		}
+		if i == 0 || h.ThisUpdate.Before(oldestThis) {
+			oldestThis = h.ThisUpdate
+		}
+	}
+	if len(heads) > 0 {
+		st.Published, st.SecondsLeft = true, int64(st.NextUpdate.Sub(s.now).Seconds())
+	}
+	if len(heads) > 1 {
+		st.Shards = len(heads)
 	}
 	req, err := s.admin.CRLRequested(ctx, issuer)
 	if err != nil {
 		return nil, err
 	}
-	if !req.IsZero() && (!st.Published || req.After(st.ThisUpdate)) {
+	if !req.IsZero() && (!st.Published || req.After(oldestThis)) {
 		st.Requested = req
 	}
 	return st, nil
@@ -195,6 +209,9 @@ func printStatus(out io.Writer, rep *statusReport, frontEnd bool) {
 		switch c := is.CRL; {
 		case !c.Published:
 			fmt.Fprintf(out, "    CRL: none published yet\n")
+		case c.Shards > 1:
+			fmt.Fprintf(out, "    CRL: %d shards; the first to reach nextUpdate is shard %d: number %d, thisUpdate %s, nextUpdate %s (in %s)\n", c.Shards, c.Shard, c.Number,
+				c.ThisUpdate.Format(time.RFC3339), c.NextUpdate.Format(time.RFC3339), time.Duration(c.SecondsLeft)*time.Second)
 		default:
 			fmt.Fprintf(out, "    CRL: number %d, thisUpdate %s, nextUpdate %s (in %s)\n", c.Number,
 				c.ThisUpdate.Format(time.RFC3339), c.NextUpdate.Format(time.RFC3339), time.Duration(c.SecondsLeft)*time.Second)
@@ -292,10 +309,15 @@ func adminCRLRegenerate(args []string, out io.Writer) error {
 			return err
 		}
 	}
-	before := map[string]int64{} // CRL numbers before the request
+	before := map[string]map[int]int64{} // each shard's CRL number before the request
 	for _, n := range names {
-		if crl, err := s.store.GetCRL(ctx, n); err == nil {
-			before[n] = crl.Number
+		heads, err := s.store.CRLHeads(ctx, n)
+		if err != nil {
+			return err
+		}
+		before[n] = map[int]int64{}
+		for _, h := range heads {
+			before[n][h.Shard] = h.Number
 		}
 	}
 	for _, n := range names {
@@ -323,21 +345,29 @@ func adminCRLRegenerate(args []string, out io.Writer) error {
 	return nil
 }
 
-// waitForCRLs polls the database until each issuer has a CRL newer than the
+// waitForCRLs polls the database until each shard of each issuer has a CRL newer than the
 // one it had before the request (before) and made since the request (a CRL's
 // thisUpdate is its signing time in whole seconds, so the request's second
 // counts), or d has passed.
-func (s *adminSession) waitForCRLs(ctx context.Context, issuers []string, before map[string]int64, d time.Duration) error {
+func (s *adminSession) waitForCRLs(ctx context.Context, issuers []string, before map[string]map[int]int64, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	since := s.now.Truncate(time.Second)
 	for {
 		var pending []string
 		for _, n := range issuers {
-			crl, err := s.store.GetCRL(ctx, n)
-			if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			heads, err := s.store.CRLHeads(ctx, n)
+			if err != nil {
 				return err
 			}
-			if crl == nil || crl.Number <= before[n] || crl.ThisUpdate.Before(since) {
+			// Every shard is regenerated on a request, the ones stored
+			// before it included.
+			served := len(heads) > 0 && len(heads) >= len(before[n])
+			for _, h := range heads {
+				if h.Number <= before[n][h.Shard] || h.ThisUpdate.Before(since) {
+					served = false
+				}
+			}
+			if !served {
 				pending = append(pending, n)
 			}
 		}

@@ -133,6 +133,44 @@ func TestAdminCRLRegenerate(t *testing.T) {
 	}
 }
 
+// With crl_shards > 1, status shows the shard an operator must watch (the
+// first to reach nextUpdate), and a regeneration request stays pending until
+// every shard has a CRL made since.
+func TestAdminCRLStatusShards(t *testing.T) {
+	e := newAdminEnv(t, "")
+	ctx := t.Context()
+	published := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	put := func(shard int, number int64, this, next time.Time) {
+		t.Helper()
+		if err := e.store.PutCRL(ctx, &storage.CRL{Issuer: e.iss.Name(), Shard: shard, Number: number, ThisUpdate: this,
+			NextUpdate: next, DER: []byte("crl")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0, 10, published, published.Add(7*24*time.Hour))
+	put(3, 11, published, published.Add(2*24*time.Hour)) // the stale one
+	var rep statusReport
+	e.runJSON(t, &rep, "status")
+	if c := rep.Issuers[0].CRL; !c.Published || c.Shards != 2 || c.Shard != 3 || c.Number != 11 {
+		t.Fatalf("status of two shards: %+v, want shard 3 (number 11) of 2", c)
+	}
+	if out := e.mustRun(t, "status"); !strings.Contains(out, "2 shards; the first to reach nextUpdate is shard 3") {
+		t.Fatalf("status does not name the stale shard:\n%s", out)
+	}
+	e.mustRun(t, "crl", "regenerate")
+	later := time.Now().UTC().Add(time.Second).Truncate(time.Second)
+	put(0, 12, later, later.Add(7*24*time.Hour))
+	e.runJSON(t, &rep, "status")
+	if c := rep.Issuers[0].CRL; c.Requested.IsZero() {
+		t.Fatalf("status with shard 3 not yet regenerated: %+v, want the request pending", c)
+	}
+	put(3, 13, later, later.Add(7*24*time.Hour))
+	e.runJSON(t, &rep, "status")
+	if c := rep.Issuers[0].CRL; !c.Requested.IsZero() {
+		t.Fatalf("status with every shard regenerated: %+v, want no pending request", c)
+	}
+}
+
 // The backup procedure of docs/backup.md: a copy while the server writes,
 // the database lost, the copy restored, and issuance going on with every
 // serial of before still held by the ledger's unique constraint.
