@@ -27,7 +27,9 @@ import (
 
 var (
 	benchFlows     = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
-	benchProfile   = flag.String("server-profile", "", "write a 5 s CPU profile of the server during the concurrency=16 run to this file")
+	benchProfile   = flag.String("server-profile", "", "write a CPU profile of the server during the -server-profile-conc run to this file")
+	benchProfConc  = flag.Int("server-profile-conc", 16, "the concurrency level -server-profile profiles")
+	benchProfSecs  = flag.Int("server-profile-seconds", 5, "how long -server-profile profiles")
 	benchPebble    = flag.String("pebble", "", "path of a pebble binary: BenchmarkACMEFlows runs the same load against it, alternating with Anvil")
 	benchPebbleEnv = flag.String("pebble-env", "", "space-separated NAME=VALUE settings added to Pebble's environment, e.g. PEBBLE_AUTHZREUSE=0")
 	// A flow takes milliseconds; one that takes a second is a stall, not a
@@ -41,7 +43,7 @@ var (
 // captureProfile saves a CPU profile of the running server from its admin
 // listener.
 func captureProfile(b testing.TB, ca *CA, path string) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=5", ca.AdminPort))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", ca.AdminPort, *benchProfSecs))
 	if err != nil {
 		b.Errorf("profile: %v", err)
 		return
@@ -95,7 +97,7 @@ func BenchmarkACMEFlows(b *testing.B) {
 					}
 					clients[i] = c
 				}
-				if *benchProfile != "" && conc == 16 && target == ca {
+				if *benchProfile != "" && conc == *benchProfConc && target == ca {
 					go func() {
 						// Past the warm-up, into the measured flows.
 						time.Sleep(time.Second)
