@@ -133,6 +133,7 @@ type benchResult struct {
 	p50, p99  time.Duration
 	serverCPU time.Duration // CPU of the server processes over the run
 	clientCPU time.Duration // CPU of this process over the run
+	serverCS  int64         // context switches of the server processes' threads over the run
 	stalls    int           // flows slower than -stall-after
 	hung      string        // a flow that hit -flow-timeout
 	stall     string        // why the run counts as stalled; empty if it did not
@@ -157,6 +158,9 @@ func (r benchResult) report(b *testing.B) {
 	b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99_ms")
 	b.ReportMetric(r.serverCPUPerCert(), "server_cpu_ms/cert")
+	// Each switch is a thread put to sleep or woken: a cost that CPU time on a
+	// shared machine measures with much noise, counted exactly.
+	b.ReportMetric(float64(r.serverCS)/float64(r.flows), "server_ctxsw/cert")
 	// The load generator's own share of the cores: lego, the http-01 and DNS
 	// servers the validations reach.
 	b.ReportMetric(r.clientCPUPerCert(), "client_cpu_ms/cert")
@@ -215,7 +219,13 @@ func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, p
 		}
 		return d
 	}
-	cpuBefore, clientBefore := cpu(), processCPU(b, os.Getpid())
+	cs := func() (n int64) {
+		for _, pid := range pids {
+			n += contextSwitches(pid)
+		}
+		return n
+	}
+	cpuBefore, clientBefore, csBefore := cpu(), processCPU(b, os.Getpid()), cs()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, c := range clients {
@@ -256,7 +266,7 @@ func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, p
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
-	res.serverCPU, res.clientCPU = cpu()-cpuBefore, processCPU(b, os.Getpid())-clientBefore
+	res.serverCPU, res.clientCPU, res.serverCS = cpu()-cpuBefore, processCPU(b, os.Getpid())-clientBefore, cs()-csBefore
 	var done []time.Duration
 	var finished []time.Time
 	for i := range lat {

@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -56,4 +59,26 @@ func BenchmarkServeIdle(b *testing.B) {
 	}
 	b.ReportMetric(float64(used.Microseconds())/1000/benchIdleFor.Seconds(), "idle_cpu_ms/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// contextSwitches sums the voluntary context switches of every thread of a
+// process: each is a thread going to sleep (a futex wait, a sysmon nap, a
+// blocking read), to be woken again. Involuntary ones measure the machine's
+// other load, not the server. Those of threads that have exited are lost; the
+// Go runtime rarely ends a thread.
+func contextSwitches(pid int) (n int64) {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
 }
