@@ -58,7 +58,7 @@ PEBBLE_VERSION ?= v2.10.3
 BENCH_CACHE ?= $(HOME)/.cache/anvil-bench
 PEBBLE ?= $(BENCH_CACHE)/pebble-$(PEBBLE_VERSION)/pebble
 bench-acme: deps $(PEBBLE)
-	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 60m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE)) $(if $(PEBBLE),-pebble=$(PEBBLE)) $(if $(PEBBLE_ENV),-pebble-env="$(PEBBLE_ENV)")
+	$(GO) test -run '^$$' -bench ACMEFlows -benchtime 1x -timeout 60m ./e2e/ -flows=$(FLOWS) $(if $(PROFILE),-server-profile=$(PROFILE)) $(if $(PROFILE_CONC),-server-profile-conc=$(PROFILE_CONC)) $(if $(PEBBLE),-pebble=$(PEBBLE)) $(if $(PEBBLE_ENV),-pebble-env="$(PEBBLE_ENV)")
 
 $(BENCH_CACHE)/pebble-%/pebble:
 	GOBIN=$(dir $@) $(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@$*

@@ -27,7 +27,9 @@ import (
 
 var (
 	benchFlows     = flag.Int("flows", 600, "complete ACME flows per concurrency level in BenchmarkACMEFlows")
-	benchProfile   = flag.String("server-profile", "", "write a 5 s CPU profile of the server during the concurrency=16 run to this file")
+	benchProfile   = flag.String("server-profile", "", "write a CPU profile of the server during the -server-profile-conc run to this file")
+	benchProfConc  = flag.Int("server-profile-conc", 16, "the concurrency level -server-profile profiles")
+	benchProfSecs  = flag.Int("server-profile-seconds", 5, "how long -server-profile profiles")
 	benchPebble    = flag.String("pebble", "", "path of a pebble binary: BenchmarkACMEFlows runs the same load against it, alternating with Anvil")
 	benchPebbleEnv = flag.String("pebble-env", "", "space-separated NAME=VALUE settings added to Pebble's environment, e.g. PEBBLE_AUTHZREUSE=0")
 	// A flow takes milliseconds; one that takes a second is a stall, not a
@@ -41,7 +43,7 @@ var (
 // captureProfile saves a CPU profile of the running server from its admin
 // listener.
 func captureProfile(b testing.TB, ca *CA, path string) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=5", ca.AdminPort))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", ca.AdminPort, *benchProfSecs))
 	if err != nil {
 		b.Errorf("profile: %v", err)
 		return
@@ -95,7 +97,7 @@ func BenchmarkACMEFlows(b *testing.B) {
 					}
 					clients[i] = c
 				}
-				if *benchProfile != "" && conc == 16 && target == ca {
+				if *benchProfile != "" && conc == *benchProfConc && target == ca {
 					go func() {
 						// Past the warm-up, into the measured flows.
 						time.Sleep(time.Second)
@@ -131,6 +133,7 @@ type benchResult struct {
 	p50, p99  time.Duration
 	serverCPU time.Duration // CPU of the server processes over the run
 	clientCPU time.Duration // CPU of this process over the run
+	serverCS  int64         // context switches of the server processes' threads over the run
 	stalls    int           // flows slower than -stall-after
 	hung      string        // a flow that hit -flow-timeout
 	stall     string        // why the run counts as stalled; empty if it did not
@@ -155,6 +158,9 @@ func (r benchResult) report(b *testing.B) {
 	b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99_ms")
 	b.ReportMetric(r.serverCPUPerCert(), "server_cpu_ms/cert")
+	// Each switch is a thread put to sleep or woken: a cost that CPU time on a
+	// shared machine measures with much noise, counted exactly.
+	b.ReportMetric(float64(r.serverCS)/float64(r.flows), "server_ctxsw/cert")
 	// The load generator's own share of the cores: lego, the http-01 and DNS
 	// servers the validations reach.
 	b.ReportMetric(r.clientCPUPerCert(), "client_cpu_ms/cert")
@@ -213,7 +219,13 @@ func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, p
 		}
 		return d
 	}
-	cpuBefore, clientBefore := cpu(), processCPU(b, os.Getpid())
+	cs := func() (n int64) {
+		for _, pid := range pids {
+			n += contextSwitches(pid)
+		}
+		return n
+	}
+	cpuBefore, clientBefore, csBefore := cpu(), processCPU(b, os.Getpid()), cs()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, c := range clients {
@@ -254,7 +266,7 @@ func runFlows(b *testing.B, clients []*lego.Client, label string, strict bool, p
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
-	res.serverCPU, res.clientCPU = cpu()-cpuBefore, processCPU(b, os.Getpid())-clientBefore
+	res.serverCPU, res.clientCPU, res.serverCS = cpu()-cpuBefore, processCPU(b, os.Getpid())-clientBefore, cs()-csBefore
 	var done []time.Duration
 	var finished []time.Time
 	for i := range lat {

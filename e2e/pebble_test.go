@@ -35,10 +35,14 @@ import (
 // name is 127.0.0.1) and validates http-01 on the same kind of responder.
 //
 // Pebble's own test configuration is used as it ships, except for the
-// addresses, and two environment switches: PEBBLE_VA_NOSLEEP=1 (its VA
-// otherwise sleeps up to 15 s before each validation) and
+// addresses, and three environment switches: PEBBLE_VA_NOSLEEP=1 (its VA
+// otherwise sleeps up to 15 s before each validation),
 // PEBBLE_WFE_NONCEREJECT=0 (otherwise it rejects 5% of good nonces on
-// purpose, a fault injection Anvil does not do). -pebble-env adds more:
+// purpose, a fault injection Anvil does not do) and PEBBLE_ALTERNATE_ROOTS=1:
+// Anvil's bench configuration offers an alternate chain (through the
+// cross-signed root), and lego downloads every chain a certificate's Link
+// headers offer, so without one Pebble answered five requests per flow to
+// Anvil's six. -pebble-env adds more:
 // PEBBLE_AUTHZREUSE=0 keeps Pebble out of MemoryStore.FindValidAuthorization,
 // a scan of every authorization under the store's read lock that takes each
 // authorization's lock: with wfe.Authz holding an authorization's lock and
@@ -129,7 +133,7 @@ func (p *pebbleProc) start(b testing.TB) {
 		b.Fatal(err)
 	}
 	p.cmd = exec.Command(p.bin, "-config", p.cfgPath, "-dnsserver", p.CA.DNS.Addr)
-	p.cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	p.cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_ALTERNATE_ROOTS=1")
 	if *benchPebbleEnv != "" {
 		p.cmd.Env = append(p.cmd.Env, strings.Fields(*benchPebbleEnv)...)
 	}

@@ -40,18 +40,49 @@ func (v *Validator) CheckCAA(ctx context.Context, name string, wildcard bool, ac
 	defer cancel()
 
 	labels := strings.Split(name, ".")
+	// Every level is looked up at once, and the answers are read in the order
+	// of the climb: the outcome is the sequential climb's (the first failure
+	// or non-empty set from the name up decides), in the time of one lookup
+	// rather than one per label. Most names have no CAA anywhere, so the climb
+	// goes to the top anyway; each lookup waited on alone cost the server a
+	// wake-up from idle, about 4% of its CPU per certificate at concurrency 1
+	// (make bench-acme).
+	type answer struct {
+		ans *dnsAnswer
+		err error
+	}
+	answers := make([]chan answer, len(labels))
+	sem := make(chan struct{}, maxParallelCAA)
 	for i := range labels {
-		at := strings.Join(labels[i:], ".")
-		ans, err := v.resolver.lookup(ctx, at, dns.TypeCAA)
-		if err != nil {
-			return dnsProblem(err, "While processing CAA for "+name+": ")
+		answers[i] = make(chan answer, 1)
+		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				answers[i] <- answer{err: ctx.Err()}
+				return
+			}
+			defer func() { <-sem }()
+			ans, err := v.resolver.lookup(ctx, strings.Join(labels[i:], "."), dns.TypeCAA)
+			answers[i] <- answer{ans, err}
+		}()
+	}
+	// Returning cancels ctx: the lookups still under way give up.
+	for i := range labels {
+		a := <-answers[i]
+		if a.err != nil {
+			return dnsProblem(a.err, "While processing CAA for "+name+": ")
 		}
-		if len(ans.rrs) > 0 {
-			return nilIfNoProblem(v.evaluateCAA(name, at, ans.rrs, wildcard, accountURI, method))
+		if len(a.ans.rrs) > 0 {
+			return nilIfNoProblem(v.evaluateCAA(name, strings.Join(labels[i:], "."), a.ans.rrs, wildcard, accountURI, method))
 		}
 	}
 	return nil
 }
+
+// maxParallelCAA bounds the CAA lookups of one check under way at once: a name
+// may have up to 127 labels.
+const maxParallelCAA = 8
 
 // evaluateCAA applies the relevant record set found at `at` (RFC 8659 §4).
 func (v *Validator) evaluateCAA(name, at string, rrs []dns.RR, wildcard bool, accountURI, method string) *Problem {

@@ -114,6 +114,22 @@ func TestCAAServFailRefuses(t *testing.T) {
 	wantProblem(t, err, ProblemDNS, "While processing CAA for www.example.test", "SERVFAIL looking up CAA for example.test")
 }
 
+// The levels are looked up at once, but the outcome is the climb's: a set
+// found closer to the name decides, whatever a level above it answers (the
+// climb would never have asked), and a failure closer to the name refuses
+// even when a level above has a set that allows.
+func TestCAAClosestAnswerDecidesWhateverAboveSays(t *testing.T) {
+	v, d := caaSetup(t, `sub.example.test. CAA 0 issue "anvil.example"`)
+	d.setRcode("example.test", dns.RcodeServerFailure)
+	d.setRcode("test", dns.RcodeServerFailure)
+	wantOK(t, v.CheckCAA(bg, "www.sub.example.test", false, testAccount, ChallengeHTTP01))
+
+	v, d = caaSetup(t, `example.test. CAA 0 issue "anvil.example"`)
+	d.setRcode("sub.example.test", dns.RcodeServerFailure)
+	err := v.CheckCAA(bg, "www.sub.example.test", false, testAccount, ChallengeHTTP01)
+	wantProblem(t, err, ProblemDNS, "SERVFAIL looking up CAA for sub.example.test")
+}
+
 func TestCAAResolverDownRefuses(t *testing.T) {
 	v := newTestValidator(t, startDNS(t), func(c *Config) { c.Resolvers = []string{"127.0.0.1:" + itoa(closedPort(t))} })
 	err := v.CheckCAA(bg, "example.test", false, testAccount, ChallengeHTTP01)
