@@ -3,12 +3,8 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"flag"
 	"fmt"
-	"math/big"
-	mrand "math/rand/v2"
-	"sort"
 	"testing"
 	"time"
 
@@ -54,53 +50,7 @@ func BenchmarkBigDatabase(b *testing.B) {
 	}
 	b.Logf("seeded %d certificates (%d revoked) in %s", rows, (rows+9)/10, time.Since(t0).Round(time.Millisecond))
 
-	flows, err := storagetest.FlowLatencies(ctx, s, 300)
-	if err != nil {
-		b.Fatal(err)
-	}
-	lookups := make([]time.Duration, 2000)
-	for i := range lookups {
-		serial := seededSerial(mrand.IntN(rows))
-		t := time.Now()
-		if _, err := s.GetCertificate(ctx, serial); err != nil {
-			b.Fatalf("certificate %s: %v", serial, err)
-		}
-		lookups[i] = time.Since(t)
-	}
-	sort.Slice(lookups, func(i, j int) bool { return lookups[i] < lookups[j] })
-
-	now := time.Now().UTC()
-	t1 := time.Now()
-	revoked, err := s.ListRevoked(ctx, iss.Name(), now)
-	if err != nil {
-		b.Fatal(err)
-	}
-	listed := time.Since(t1)
-	entries := make([]x509.RevocationListEntry, 0, len(revoked))
-	for _, r := range revoked {
-		serial, ok := new(big.Int).SetString(r.Serial, 16)
-		if !ok {
-			b.Fatalf("serial %q", r.Serial)
-		}
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason})
-	}
-	signed, err := iss.SignCRL(ctx, big.NewInt(now.UnixMicro()), now, now.Add(24*time.Hour), entries)
-	if err != nil {
-		b.Fatal(err)
-	}
-	crl := time.Since(t1)
-
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	b.ReportMetric(float64(rows), "certificates")
-	b.ReportMetric(ms(flows[len(flows)/2]), "flow_p50_ms")
-	b.ReportMetric(ms(flows[len(flows)*99/100]), "flow_p99_ms")
-	b.ReportMetric(ms(lookups[len(lookups)/2]), "ocsp_read_p50_ms")
-	b.ReportMetric(ms(lookups[len(lookups)*99/100]), "ocsp_read_p99_ms")
-	b.ReportMetric(float64(len(entries)), "crl_entries")
-	b.ReportMetric(ms(listed), "crl_list_ms")
-	b.ReportMetric(ms(crl), "crl_total_ms")
-	b.ReportMetric(float64(len(signed.DER))/1024, "crl_KiB")
-	b.ReportMetric(0, "ns/op")
+	storagetest.MeasureBigDatabase(b, s, iss, rows, seededSerial)
 }
 
 // seededSerial is the serial seedCertificates gives row i: 32 hex digits.
