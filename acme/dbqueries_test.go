@@ -52,7 +52,7 @@ func TestNewOrderQueriesDoNotGrowWithIdentifiers(t *testing.T) {
 			for _, n := range []int{1, 10, 100} {
 				t.Run(fmt.Sprint(n), func(t *testing.T) {
 					store, queries := db.open(t)
-					ca, acct := envOn(t, store)
+					ca, acct := envOn(t, store, store)
 					ctx := context.Background()
 					ids := make([]acme.Identifier, n)
 					for i := range ids {
@@ -95,8 +95,9 @@ func TestNewOrderQueriesDoNotGrowWithIdentifiers(t *testing.T) {
 }
 
 // envOn is a CA on store with reuse and the store-reading rate limits on,
-// and an account.
-func envOn(t *testing.T, store storage.Store) (*acme.Core, *storage.Account) {
+// and an account. front is the store the core itself sees (store, or a
+// wrapper of it that counts); the ledger writes to store.
+func envOn(t *testing.T, store, front storage.Store) (*acme.Core, *storage.Account) {
 	t.Helper()
 	tok := issuancetest.Token(t)
 	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
@@ -113,7 +114,7 @@ func envOn(t *testing.T, store storage.Store) (*acme.Core, *storage.Account) {
 	cfg := acme.Config{Policy: rules, InlineValidation: 5 * time.Second, RetryBackoff: 10 * time.Millisecond, Logger: quiet,
 		MaxIdentifiers: 100, ReuseAuthorizations: true,
 		RateLimits: acme.RateLimits{NewOrdersPerAccount: limit, FailedValidationsPerName: limit}}
-	ca, err := acme.New(cfg, store, acme.LocalIssuer{Service: svc}, val)
+	ca, err := acme.New(cfg, front, acme.LocalIssuer{Service: svc}, val)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,26 +2,14 @@ package acme_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/anvil-pki/anvil/acme"
-	"github.com/anvil-pki/anvil/hsm"
-	"github.com/anvil-pki/anvil/issuance"
-	"github.com/anvil-pki/anvil/issuance/issuancetest"
-	"github.com/anvil-pki/anvil/policy"
 	"github.com/anvil-pki/anvil/storage"
-	"github.com/anvil-pki/anvil/storage/ledger"
 	"github.com/anvil-pki/anvil/storage/sqlite"
 )
 
@@ -96,31 +84,7 @@ func countingEnv(t *testing.T) (*acme.Core, *countingStore, *storage.Account) {
 	}
 	t.Cleanup(func() { store.Close() })
 	cs := &countingStore{inner: store, calls: map[string]int{}}
-	tok := issuancetest.Token(t)
-	iss := issuancetest.Issuer(t, tok, issuancetest.NewRoot(t), hsm.ECDSAP256)
-	rules, _ := policy.New(policy.Config{AllowSpecialUse: []string{"example.com"}})
-	profile := issuancetest.Profile(t, "tls", issuance.ProfileConfig{})
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := issuance.NewService(issuance.ServiceConfig{Issuers: []*issuance.Issuer{iss}, Profiles: []*issuance.Profile{profile},
-		Ledger: ledger.Issuance{Store: store}, Policy: rules, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	val := &fakeValidator{results: map[string][]error{}}
-	limit := acme.Limit{Count: 1000, Period: time.Hour}
-	cfg := acme.Config{Policy: rules, InlineValidation: 5 * time.Second, RetryBackoff: 10 * time.Millisecond, Logger: quiet,
-		MaxIdentifiers: 100, ReuseAuthorizations: true,
-		RateLimits: acme.RateLimits{NewOrdersPerAccount: limit, FailedValidationsPerName: limit}}
-	ca, err := acme.New(cfg, cs, acme.LocalIssuer{Service: svc}, val)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ca.Wait)
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	acct, _, err := ca.NewAccount(context.Background(), &jose.JSONWebKey{Key: priv.Public()}, acme.NewAccountRequest{TermsOfServiceAgreed: true}, "127.0.0.1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, acct := envOn(t, store, cs)
 	return ca, cs, acct
 }
 
