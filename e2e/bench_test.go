@@ -43,7 +43,13 @@ var (
 // captureProfile saves a CPU profile of the running server from its admin
 // listener.
 func captureProfile(b testing.TB, ca *CA, path string) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", ca.AdminPort, *benchProfSecs))
+	profileTo(b, ca.AdminPort, *benchProfSecs, path)
+}
+
+// profileTo saves a CPU profile of seconds of the Anvil process whose admin
+// listener is on port.
+func profileTo(b testing.TB, port, seconds int, path string) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, seconds))
 	if err != nil {
 		b.Errorf("profile: %v", err)
 		return

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,7 +50,7 @@ func BenchmarkScaleOutCPU(b *testing.B) {
 			for i, port := range admins {
 				go func() {
 					time.Sleep(time.Second) // past the warm-up
-					profileTo(b, port, filepath.Join(*scaleProfileDir, fmt.Sprintf("%s-%d.prof", strings.ReplaceAll(name, "/", "_"), i)))
+					profileTo(b, port, 5, filepath.Join(*scaleProfileDir, fmt.Sprintf("%s-%d.prof", strings.ReplaceAll(name, "/", "_"), i)))
 				}()
 			}
 		}
@@ -124,24 +122,6 @@ func pgCPU(b testing.TB) time.Duration {
 		b.Fatal(err)
 	}
 	return d
-}
-
-// profileTo saves a 5 s CPU profile of the Anvil process whose admin
-// listener is on port.
-func profileTo(b testing.TB, port int, path string) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=5", port))
-	if err != nil {
-		b.Errorf("profile: %v", err)
-		return
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		b.Errorf("profile: %v", err)
-		return
-	}
-	defer f.Close()
-	io.Copy(f, resp.Body)
 }
 
 // stmtCounter reads pg_stat_statements for one database: the statements its
