@@ -23,8 +23,8 @@ import (
 // Neither opens the HSM. The running server holds the token's sessions and,
 // on a real HSM, a second process logging in competes for a small session
 // budget and, with a wrong PIN file, counts towards the token's lockout. The
-// token's state is what the server's own /health says (it signs a test
-// digest with every token); everything else is in the configuration and the
+// token's state is what the server's own /health says (each token's state
+// as its last calls left it, without a call into the module); everything else is in the configuration and the
 // database.
 
 // certExpiry is one certificate of the configuration and its expiry.
