@@ -234,11 +234,6 @@ func (s *countingStore) GetAuthorizations(ctx context.Context, a1 []string) ([]*
 	return s.inner.GetAuthorizations(ctx, a1)
 }
 
-func (s *countingStore) GetCRL(ctx context.Context, a1 string) (*storage.CRL, error) {
-	s.count("GetCRL")
-	return s.inner.GetCRL(ctx, a1)
-}
-
 func (s *countingStore) GetCertificate(ctx context.Context, a1 string) (*storage.Certificate, error) {
 	s.count("GetCertificate")
 	return s.inner.GetCertificate(ctx, a1)
@@ -259,11 +254,6 @@ func (s *countingStore) GetOrder(ctx context.Context, a1 string) (*storage.Order
 	return s.inner.GetOrder(ctx, a1)
 }
 
-func (s *countingStore) LatestRevocation(ctx context.Context, a1 string) (int, time.Time, error) {
-	s.count("LatestRevocation")
-	return s.inner.LatestRevocation(ctx, a1)
-}
-
 func (s *countingStore) LedgerCounts(ctx context.Context) ([]storage.LedgerCount, error) {
 	s.count("LedgerCounts")
 	return s.inner.LedgerCounts(ctx)
@@ -277,11 +267,6 @@ func (s *countingStore) ListEABKeys(ctx context.Context) ([]*storage.EABKey, err
 func (s *countingStore) ListOrderIDs(ctx context.Context, a1 string, a2 string, a3 int) ([]string, string, error) {
 	s.count("ListOrderIDs")
 	return s.inner.ListOrderIDs(ctx, a1, a2, a3)
-}
-
-func (s *countingStore) ListRevoked(ctx context.Context, a1 string, a2 time.Time) ([]storage.Revoked, error) {
-	s.count("ListRevoked")
-	return s.inner.ListRevoked(ctx, a1, a2)
 }
 
 func (s *countingStore) OpenIntents(ctx context.Context, a1 string, a2 time.Time) ([]storage.OpenIntent, error) {

@@ -21,7 +21,7 @@ func TestCRLRequest(t *testing.T) {
 	e := newEnvConfig(t, 1, func(c *revocation.Config) { c.Now = clock })
 	ctx := context.Background()
 	e.pub.RefreshNow(ctx)
-	first, err := e.store.GetCRL(ctx, e.iss.Name())
+	first, err := e.store.GetCRLShard(ctx, e.iss.Name(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestCRLRequest(t *testing.T) {
 	}
 	advance(10 * time.Second)
 	e.pub.RefreshNow(ctx)
-	second, err := e.store.GetCRL(ctx, e.iss.Name())
+	second, err := e.store.GetCRLShard(ctx, e.iss.Name(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,10 +92,7 @@ func (c *Config) setDefaults() {
 // writes a revocation. storage.Store satisfies it.
 type Store interface {
 	GetCertificate(ctx context.Context, serial string) (*storage.Certificate, error)
-	ListRevoked(ctx context.Context, issuer string, expiresAfter time.Time) ([]storage.Revoked, error)
-	LatestRevocation(ctx context.Context, issuer string) (count int, latest time.Time, err error)
 	PutCRL(ctx context.Context, c *storage.CRL) error
-	GetCRL(ctx context.Context, issuer string) (*storage.CRL, error)
 	ListRevokedShard(ctx context.Context, issuer string, shard int, expiresAfter time.Time) ([]storage.Revoked, error)
 	RevocationsByShard(ctx context.Context, issuer string) ([]storage.ShardRevocations, error)
 	GetCRLShard(ctx context.Context, issuer string, shard int) (*storage.CRL, error)

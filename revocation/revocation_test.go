@@ -424,7 +424,7 @@ func (e *env) fetchCRL(t *testing.T) *x509.RevocationList {
 			if err := crl.CheckSignatureFrom(e.iss.Certificate()); err != nil {
 				t.Fatalf("CRL signature: %v", err)
 			}
-			if stored, err := e.store.GetCRL(context.Background(), e.iss.Name()); err == nil && stored.Number == crl.Number.Int64() {
+			if stored, err := e.store.GetCRLShard(context.Background(), e.iss.Name(), 0); err == nil && stored.Number == crl.Number.Int64() {
 				return crl
 			}
 		}

@@ -335,27 +335,18 @@ type Store interface {
 	// RevokeCertificate marks an issued certificate revoked; ErrConflict if it
 	// already is, ErrNotFound if it was never issued.
 	RevokeCertificate(ctx context.Context, serial string, at time.Time, reason int) error
-	// ListRevoked lists the issuer's revoked certificates that expire after
-	// expiresAfter, ordered by serial.
-	ListRevoked(ctx context.Context, issuer string, expiresAfter time.Time) ([]Revoked, error)
-
-	// LatestRevocation reports how many of the issuer's certificates are revoked
-	// and when the latest was, so that a CRL publisher can tell cheaply whether
-	// its CRL is stale.
-	LatestRevocation(ctx context.Context, issuer string) (count int, latest time.Time, err error)
 
 	// PutCRL stores c as its issuer's current CRL if its number is greater than
 	// the stored one's; ErrConflict otherwise (another node published a newer one).
 	PutCRL(ctx context.Context, c *CRL) error
-	// GetCRL returns the issuer's current CRL of shard 0 (its only one when
-	// unsharded); ErrNotFound if none was published.
-	GetCRL(ctx context.Context, issuer string) (*CRL, error)
 
-	// ListRevokedShard is ListRevoked of one CRL shard: read from an index
-	// that holds every column of an entry.
+	// ListRevokedShard lists the revoked certificates of one CRL shard of the
+	// issuer that expire after expiresAfter, ordered by serial: read from an
+	// index that holds every column of an entry.
 	ListRevokedShard(ctx context.Context, issuer string, shard int, expiresAfter time.Time) ([]Revoked, error)
-	// RevocationsByShard is LatestRevocation per shard, for the shards that
-	// have a revoked certificate, by shard.
+	// RevocationsByShard reports, for each shard of the issuer that has a
+	// revoked certificate, how many are revoked and when the latest was, so
+	// that a CRL publisher can tell cheaply which CRLs are stale.
 	RevocationsByShard(ctx context.Context, issuer string) ([]ShardRevocations, error)
 	// GetCRLShard returns the issuer's current CRL of one shard; ErrNotFound
 	// if none was published.

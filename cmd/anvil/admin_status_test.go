@@ -293,7 +293,7 @@ func TestAdminCRLRegenerateServedByPublisher(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub.RefreshNow(t.Context()) // the CRL at start
-	first, err := e.store.GetCRL(t.Context(), e.iss.Name())
+	first, err := e.store.GetCRLShard(t.Context(), e.iss.Name(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestAdminCRLRegenerateServedByPublisher(t *testing.T) {
 	if !strings.Contains(out, "new CRLs of "+e.iss.Name()+" are stored") {
 		t.Fatalf("crl regenerate --wait said:\n%s", out)
 	}
-	second, err := e.store.GetCRL(t.Context(), e.iss.Name())
+	second, err := e.store.GetCRLShard(t.Context(), e.iss.Name(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -280,32 +280,11 @@ func (s *instrumentedStore) RevokeCertificate(ctx context.Context, serial string
 	return err
 }
 
-func (s *instrumentedStore) ListRevoked(ctx context.Context, issuer string, expiresAfter time.Time) ([]storage.Revoked, error) {
-	start := time.Now()
-	r0, err := s.Store.ListRevoked(ctx, issuer, expiresAfter)
-	s.observe("ListRevoked", start, err)
-	return r0, err
-}
-
-func (s *instrumentedStore) LatestRevocation(ctx context.Context, issuer string) (int, time.Time, error) {
-	start := time.Now()
-	r0, r1, err := s.Store.LatestRevocation(ctx, issuer)
-	s.observe("LatestRevocation", start, err)
-	return r0, r1, err
-}
-
 func (s *instrumentedStore) PutCRL(ctx context.Context, c *storage.CRL) error {
 	start := time.Now()
 	err := s.Store.PutCRL(ctx, c)
 	s.observe("PutCRL", start, err)
 	return err
-}
-
-func (s *instrumentedStore) GetCRL(ctx context.Context, issuer string) (*storage.CRL, error) {
-	start := time.Now()
-	r0, err := s.Store.GetCRL(ctx, issuer)
-	s.observe("GetCRL", start, err)
-	return r0, err
 }
 
 func (s *instrumentedStore) CreateEABKey(ctx context.Context, k *storage.EABKey) error {

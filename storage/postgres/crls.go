@@ -8,21 +8,6 @@ import (
 	"github.com/anvil-pki/anvil/storage"
 )
 
-// LatestRevocation counts the issuer's revoked certificates and finds the
-// latest revocation time, through the partial index of revoked certificates.
-func (s *Store) LatestRevocation(ctx context.Context, issuer string) (int, time.Time, error) {
-	var n int
-	var latest *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT COUNT(*), MAX(revoked_at) FROM certificates WHERE issuer = $1 AND revoked_at IS NOT NULL`, issuer).Scan(&n, &latest)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("latest revocation of %q: %w", issuer, err)
-	}
-	if latest == nil {
-		return n, time.Time{}, nil
-	}
-	return n, latest.UTC(), nil
-}
-
 // RevocationsByShard counts the issuer's revoked certificates per CRL shard,
 // from the covering index of revoked certificates.
 func (s *Store) RevocationsByShard(ctx context.Context, issuer string) ([]storage.ShardRevocations, error) {
@@ -52,11 +37,6 @@ func (s *Store) PutCRL(ctx context.Context, c *storage.CRL) error {
 		return fmt.Errorf("CRL %d of %q shard %d is not newer than the stored one: %w", c.Number, c.Issuer, c.Shard, storage.ErrConflict)
 	}
 	return nil
-}
-
-// GetCRL returns the issuer's current CRL of shard 0.
-func (s *Store) GetCRL(ctx context.Context, issuer string) (*storage.CRL, error) {
-	return s.GetCRLShard(ctx, issuer, 0)
 }
 
 // GetCRLShard returns the issuer's current CRL of one shard.

@@ -163,13 +163,6 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Ti
 	return err
 }
 
-// ListRevoked lists an issuer's revoked certificates that expire after
-// expiresAfter, by serial.
-func (s *Store) ListRevoked(ctx context.Context, issuer string, expiresAfter time.Time) ([]storage.Revoked, error) {
-	return s.listRevoked(ctx, fmt.Sprintf("revoked certificates of %q", issuer), `SELECT serial, revoked_at, reason, expires FROM certificates
-		WHERE issuer = $1 AND revoked_at IS NOT NULL AND expires > $2 ORDER BY serial`, issuer, ts(expiresAfter))
-}
-
 // ListRevokedShard lists the revoked certificates of one CRL shard: an
 // index-only scan of certificates_revoked_shard, which INCLUDEs every other
 // column it reads.

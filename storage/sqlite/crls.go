@@ -2,24 +2,10 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"time"
 
 	"github.com/anvil-pki/anvil/storage"
 )
-
-// LatestRevocation counts the issuer's revoked certificates and finds the
-// latest revocation time, through the partial index of revoked certificates.
-func (s *Store) LatestRevocation(ctx context.Context, issuer string) (int, time.Time, error) {
-	var n int
-	var latest sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*), MAX(revoked_at) FROM certificates WHERE issuer = ? AND revoked_at IS NOT NULL`, issuer).Scan(&n, &latest)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("latest revocation of %q: %w", issuer, err)
-	}
-	return n, fromOptMicros(latest), nil
-}
 
 // RevocationsByShard counts the issuer's revoked certificates per CRL shard,
 // from the covering index of revoked certificates.
@@ -49,11 +35,6 @@ func (s *Store) PutCRL(ctx context.Context, c *storage.CRL) error {
 		return fmt.Errorf("CRL %d of %q shard %d is not newer than the stored one: %w", c.Number, c.Issuer, c.Shard, storage.ErrConflict)
 	}
 	return nil
-}
-
-// GetCRL returns the issuer's current CRL of shard 0.
-func (s *Store) GetCRL(ctx context.Context, issuer string) (*storage.CRL, error) {
-	return s.GetCRLShard(ctx, issuer, 0)
 }
 
 // GetCRLShard returns the issuer's current CRL of one shard.

@@ -167,13 +167,6 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Ti
 	return err
 }
 
-// ListRevoked lists an issuer's revoked certificates that expire after
-// expiresAfter, by serial.
-func (s *Store) ListRevoked(ctx context.Context, issuer string, expiresAfter time.Time) ([]storage.Revoked, error) {
-	return s.listRevoked(ctx, fmt.Sprintf("revoked certificates of %q", issuer), `SELECT serial, revoked_at, reason, expires FROM certificates
-		WHERE issuer = ? AND revoked_at IS NOT NULL AND expires > ? ORDER BY serial`, issuer, micros(expiresAfter))
-}
-
 // ListRevokedShard lists the revoked certificates of one CRL shard. The
 // partial index certificates_revoked_shard holds every column it reads, in
 // its order: a covering index scan, no table row read.

@@ -57,7 +57,7 @@ func testCRLShards(t *testing.T, s storage.Store) {
 		{Shard: 7, Count: 2, Latest: at(56 * time.Minute)},
 	})
 
-	// CRLs: one per issuer and shard; shard 0 is GetCRL's.
+	// CRLs: one per issuer and shard; shard 0 is the unsharded issuer's CRL.
 	heads, err := s.CRLHeads(ctx, "r1")
 	must(t, err, "CRLHeads before any")
 	same(t, "CRLs before any", len(heads), 0)
@@ -71,9 +71,9 @@ func testCRLShards(t *testing.T, s storage.Store) {
 	got, err := s.GetCRLShard(ctx, "r1", 3)
 	must(t, err, "GetCRLShard")
 	same(t, "CRL of shard 3", got, &storage.CRL{Issuer: "r1", Shard: 3, Number: 11, ThisUpdate: at(time.Hour), NextUpdate: at(2 * day), DER: []byte{5}})
-	got, err = s.GetCRL(ctx, "r1")
-	must(t, err, "GetCRL")
-	same(t, "GetCRL is shard 0", got, &storage.CRL{Issuer: "r1", Shard: 0, Number: 5, ThisUpdate: at(0), NextUpdate: at(day), DER: []byte{0}})
+	got, err = s.GetCRLShard(ctx, "r1", 0)
+	must(t, err, "GetCRLShard 0")
+	same(t, "shard 0, untouched by shard 3", got, &storage.CRL{Issuer: "r1", Shard: 0, Number: 5, ThisUpdate: at(0), NextUpdate: at(day), DER: []byte{0}})
 	heads, err = s.CRLHeads(ctx, "r1")
 	must(t, err, "CRLHeads")
 	same(t, "CRL heads of r1", heads, []storage.CRL{

@@ -1,12 +1,15 @@
 package storagetest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/anvil-pki/anvil/storage"
 )
 
 // base is the suite's "now": a fixed instant, already at microsecond
@@ -82,4 +85,20 @@ func tally(t *testing.T, errs []error, want error) (ok, lost int) {
 		}
 	}
 	return ok, lost
+}
+
+// revocationsOf is how many of the issuer's certificates are revoked, in all
+// its CRL shards, and when the latest was: what a CRL publisher reads from
+// RevocationsByShard.
+func revocationsOf(ctx context.Context, s storage.Store, issuer string) (int, time.Time, error) {
+	byShard, err := s.RevocationsByShard(ctx, issuer)
+	var n int
+	var latest time.Time
+	for _, r := range byShard {
+		n += r.Count
+		if r.Latest.After(latest) {
+			latest = r.Latest
+		}
+	}
+	return n, latest, err
 }

@@ -106,16 +106,16 @@ func testRevocation(t *testing.T, s storage.Store) {
 			must(t, s.RevokeCertificate(ctx, r.serial, at(2*time.Hour), r.reason), "RevokeCertificate "+r.serial)
 		}
 	}
-	list, err := s.ListRevoked(ctx, "r1", at(5*day))
-	must(t, err, "ListRevoked")
-	same(t, "ListRevoked r1", list, []storage.Revoked{
+	list, err := s.ListRevokedShard(ctx, "r1", 0, at(5*day))
+	must(t, err, "ListRevokedShard")
+	same(t, "ListRevokedShard r1", list, []storage.Revoked{
 		{Serial: "0a", RevokedAt: at(2 * time.Hour), Reason: 0, Expires: at(30 * day)},
 		{Serial: "0b", RevokedAt: at(2 * time.Hour), Reason: 5, Expires: at(10 * day)},
 		{Serial: "0c", RevokedAt: at(time.Hour), Reason: 1, Expires: at(90 * day)},
 		{Serial: "1b", RevokedAt: at(2 * time.Hour), Reason: 4, Expires: at(60 * day)},
 	})
-	list, err = s.ListRevoked(ctx, "no-such-issuer", base)
-	must(t, err, "ListRevoked of an unknown issuer")
+	list, err = s.ListRevokedShard(ctx, "no-such-issuer", 0, base)
+	must(t, err, "ListRevokedShard of an unknown issuer")
 	if len(list) != 0 {
 		t.Fatalf("unknown issuer has %d revoked", len(list))
 	}
@@ -123,9 +123,9 @@ func testRevocation(t *testing.T, s storage.Store) {
 
 func testCRLs(t *testing.T, s storage.Store) {
 	ctx := t.Context()
-	_, err := s.GetCRL(ctx, "int-ecdsa")
+	_, err := s.GetCRLShard(ctx, "int-ecdsa", 0)
 	wantErr(t, err, storage.ErrNotFound, "CRL before any")
-	n, latest, err := s.LatestRevocation(ctx, "int-ecdsa")
+	n, latest, err := revocationsOf(ctx, s, "int-ecdsa")
 	must(t, err, "latest revocation, none")
 	same(t, "revocations before any", n, 0)
 	same(t, "latest before any", latest.IsZero(), true)
@@ -136,7 +136,7 @@ func testCRLs(t *testing.T, s storage.Store) {
 	wantErr(t, s.PutCRL(ctx, &storage.CRL{Issuer: "int-ecdsa", Number: 99, ThisUpdate: at(time.Hour), NextUpdate: at(7 * day), DER: []byte{3}}), storage.ErrConflict, "older number")
 	must(t, s.PutCRL(ctx, &storage.CRL{Issuer: "int-ecdsa", Number: 101, ThisUpdate: at(time.Hour), NextUpdate: at(8 * day), DER: []byte{4}}), "newer CRL")
 	must(t, s.PutCRL(ctx, &storage.CRL{Issuer: "int-rsa", Number: 1, ThisUpdate: at(0), NextUpdate: at(day), DER: []byte{5}}), "another issuer")
-	got, err := s.GetCRL(ctx, "int-ecdsa")
+	got, err := s.GetCRLShard(ctx, "int-ecdsa", 0)
 	must(t, err, "get CRL")
 	if got.Number != 101 || string(got.DER) != "\x04" || !got.ThisUpdate.Equal(at(time.Hour)) || !got.NextUpdate.Equal(at(8*day)) {
 		t.Fatalf("CRL: %s", dump(got))
@@ -151,7 +151,7 @@ func testCRLs(t *testing.T, s storage.Store) {
 	must(t, s.RevokeCertificate(ctx, "aa01", at(time.Minute), 1), "revoke aa01")
 	must(t, s.RevokeCertificate(ctx, "aa02", at(2*time.Minute), 4), "revoke aa02")
 	must(t, s.RevokeCertificate(ctx, "aa03", at(3*time.Minute), 4), "revoke aa03")
-	n, latest, err = s.LatestRevocation(ctx, "int-ecdsa")
+	n, latest, err = revocationsOf(ctx, s, "int-ecdsa")
 	must(t, err, "latest revocation")
 	if n != 2 || !latest.Equal(at(2*time.Minute)) {
 		t.Fatalf("latest revocation of int-ecdsa: %d at %s", n, latest)

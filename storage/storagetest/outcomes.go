@@ -98,13 +98,13 @@ func testAbandonIntents(t *testing.T, s storage.Store) {
 	wantErr(t, s.RecordIssuedCertificate(ctx, "a1", []byte("late cert")), storage.ErrConflict,
 		"RecordIssuedCertificate of an abandoned intent (it is published revoked)")
 
-	revoked, err := s.ListRevoked(ctx, "r1", base)
-	must(t, err, "ListRevoked")
+	revoked, err := s.ListRevokedShard(ctx, "r1", 0, base)
+	must(t, err, "ListRevokedShard")
 	same(t, "the CRL's entries", revoked, []storage.Revoked{{Serial: "a1", RevokedAt: when, Reason: storage.ReasonCessationOfOperation, Expires: a.Expires}})
-	count, latest, err := s.LatestRevocation(ctx, "r1")
-	must(t, err, "LatestRevocation")
+	count, latest, err := revocationsOf(ctx, s, "r1")
+	must(t, err, "RevocationsByShard")
 	if count != 1 || !latest.Equal(when) {
-		t.Fatalf("LatestRevocation = %d, %v; want 1, %v: a CRL publisher must see the abandoned serial", count, latest, when)
+		t.Fatalf("revocations = %d, %v; want 1, %v: a CRL publisher must see the abandoned serial", count, latest, when)
 	}
 
 	n, err = s.AbandonIntents(ctx, "", when)
