@@ -349,6 +349,11 @@ func (s *countingStore) SetLeaseHolder(a0 string) {
 	s.inner.SetLeaseHolder(a0)
 }
 
+func (s *countingStore) TryLeaseAndCertificates(ctx context.Context, a1, a2 string, a3 time.Time, a4 time.Duration, a5 string) (bool, []*storage.Certificate, error) {
+	s.count("TryLeaseAndCertificates")
+	return s.inner.TryLeaseAndCertificates(ctx, a1, a2, a3, a4, a5)
+}
+
 func (s *countingStore) TryLease(ctx context.Context, a1 string, a2 string, a3 time.Time, a4 time.Duration) (bool, error) {
 	s.count("TryLease")
 	return s.inner.TryLease(ctx, a1, a2, a3, a4)

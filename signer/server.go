@@ -39,19 +39,11 @@ type ServerConfig struct {
 // from. storage.Store satisfies it; the issuance rows themselves are written
 // by the Service's own issuance.Ledger.
 type Store interface {
-	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	TryLeaseAndCertificates(ctx context.Context, name, holder string, now time.Time, ttl time.Duration, orderID string) (bool, []*storage.Certificate, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
-	CertificatesForOrder(ctx context.Context, orderID string) ([]*storage.Certificate, error)
 }
 
 var _ Store = storage.Store(nil)
-
-// leaseReader is what the PostgreSQL and SQLite stores add to Store: the
-// lease and the requester's ledger rows in one call, one round trip on
-// PostgreSQL instead of two.
-type leaseReader interface {
-	TryLeaseAndCertificates(ctx context.Context, name, holder string, now time.Time, ttl time.Duration, orderID string) (bool, []*storage.Certificate, error)
-}
 
 // Server is the issuance service over mutual TLS.
 type Server struct {
@@ -246,23 +238,9 @@ func (s *Server) issueOnce(ctx context.Context, req *IssueRequest, ips []net.IP)
 
 // leaseAndCertificates takes the requester's lease and, if it got it, reads
 // the requester's ledger rows, written before the lease was free: in one
-// round trip where the store can.
+// round trip on PostgreSQL.
 func (s *Server) leaseAndCertificates(ctx context.Context, lease, holder, requester string) (bool, []*storage.Certificate, error) {
-	ttl := issueTimeout + 10*time.Second
-	if lr, ok := s.cfg.Store.(leaseReader); ok {
-		return lr.TryLeaseAndCertificates(ctx, lease, holder, time.Now(), ttl, requester)
-	}
-	got, err := s.cfg.Store.TryLease(ctx, lease, holder, time.Now(), ttl)
-	if err != nil || !got {
-		return false, nil, err
-	}
-	certs, err := s.cfg.Store.CertificatesForOrder(ctx, requester)
-	if err != nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		return false, nil, errors.Join(fmt.Errorf("certificates of %s: %w", requester, err), s.cfg.Store.ReleaseLease(rctx, lease, holder))
-	}
-	return true, certs, nil
+	return s.cfg.Store.TryLeaseAndCertificates(ctx, lease, holder, time.Now(), issueTimeout+10*time.Second, requester)
 }
 
 // replay answers a request whose requester already has a certificate among

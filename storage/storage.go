@@ -368,6 +368,12 @@ type Store interface {
 	// free, expired, or already held by holder. Scheduled jobs (CRLs, cleanup)
 	// run only on the node that holds their lease.
 	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	// TryLeaseAndCertificates is TryLease, then CertificatesForOrder(orderID)
+	// as seen after the lease is taken (every certificate its previous holder
+	// recorded before releasing it), in one round trip where the database
+	// allows: the signer's start of an issuance. If the read fails, the lease
+	// is not taken.
+	TryLeaseAndCertificates(ctx context.Context, name, holder string, now time.Time, ttl time.Duration, orderID string) (bool, []*Certificate, error)
 	// ReleaseLease ends the named lease if holder holds it; nothing otherwise.
 	ReleaseLease(ctx context.Context, name, holder string) error
 	// ReleaseAllLeases ends every lease at once: named leases, and the leases

@@ -322,6 +322,13 @@ func (s *instrumentedStore) BindEABKey(ctx context.Context, id string, accountID
 	return err
 }
 
+func (s *instrumentedStore) TryLeaseAndCertificates(ctx context.Context, name, holder string, now time.Time, ttl time.Duration, orderID string) (bool, []*storage.Certificate, error) {
+	start := time.Now()
+	r0, r1, err := s.Store.TryLeaseAndCertificates(ctx, name, holder, now, ttl, orderID)
+	s.observe("TryLeaseAndCertificates", start, err)
+	return r0, r1, err
+}
+
 func (s *instrumentedStore) TryLease(ctx context.Context, name string, holder string, now time.Time, ttl time.Duration) (bool, error) {
 	start := time.Now()
 	r0, err := s.Store.TryLease(ctx, name, holder, now, ttl)
